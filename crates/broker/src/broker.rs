@@ -1,0 +1,94 @@
+//! The shared state of one running broker, handed to every connection as `Arc<Broker>`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
+use crate::identity::{Identity, IdentityError};
+use crate::producer_ids::ProducerIdAllocator;
+use crate::topics::{TopicError, TopicRegistry};
+
+/// Failures that stop the broker from starting or running.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("cannot load topics: {0}")]
+    Topics(#[from] TopicError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Everything request handlers share.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    pub identity: Identity,
+    pub topics: TopicRegistry,
+    pub producer_ids: ProducerIdAllocator,
+    pub fetch_sessions: FetchSessionCache,
+    /// Host clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// Cancelled when the broker begins shutting down.
+    pub shutdown: CancellationToken,
+}
+
+impl Broker {
+    /// Opens the data directory (identity, topics, logs with recovery) for a broker bound at `bound`.
+    pub fn open(
+        config: BrokerConfig,
+        bound: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, BrokerError> {
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io {
+            what: "create data directory",
+            source,
+        })?;
+        let identity = Identity::load_or_create(&config.data_dir, config.node_id)?;
+        let producer_ids = ProducerIdAllocator::open(config.data_dir.join("meta").join("producer-ids.json"))
+            .map_err(|source| BrokerError::Io {
+                what: "open producer id allocator",
+                source,
+            })?;
+        let topics = TopicRegistry::load(config.clone())?;
+        let (advertised_host, advertised_port) = advertised(&config, bound);
+        Ok(Arc::new(Self {
+            config,
+            identity,
+            topics,
+            producer_ids,
+            fetch_sessions: FetchSessionCache::new(),
+            advertised_host,
+            advertised_port,
+            shutdown,
+        }))
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.identity.node_id
+    }
+}
+
+fn advertised(config: &BrokerConfig, bound: SocketAddr) -> (String, i32) {
+    if let Some(listener) = &config.advertised_listener {
+        if let Some((host, port)) = listener.rsplit_once(':') {
+            if let Ok(port) = port.parse::<i32>() {
+                return (host.to_string(), port);
+            }
+        }
+        tracing::warn!(
+            listener,
+            "advertised listener is not host:port; advertising the bound address"
+        );
+    }
+    (bound.ip().to_string(), i32::from(bound.port()))
+}

@@ -1,0 +1,89 @@
+//! DeleteTopics by name (v1-v5) or by name or id (v6).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use uuid::Uuid;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        request
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .iter()
+            .map(|n| (Some(n.clone()), Uuid::nil()))
+            .collect()
+    };
+    let responses: Vec<DeletableTopicResult> = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let topic = match &name {
+                Some(n) => broker.topics.get(n),
+                None => broker.topics.get_by_id(id),
+            };
+            let Some(topic) = topic else {
+                let code = if name.is_some() {
+                    ResponseError::UnknownTopicOrPartition
+                } else {
+                    ResponseError::UnknownTopicId
+                };
+                return DeletableTopicResult::default()
+                    .with_name(name)
+                    .with_topic_id(id)
+                    .with_error_code(code.code());
+            };
+            let result = DeletableTopicResult::default()
+                .with_name(Some(TopicName(str_bytes(topic.name.to_string()))))
+                .with_topic_id(topic.id);
+            match broker.topics.delete(&topic.name) {
+                Ok(_) => {
+                    tracing::info!(topic = %topic.name, "deleted topic");
+                    result
+                }
+                Err(e) => result
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            }
+        })
+        .collect();
+    let responses = responses
+        .into_iter()
+        .map(|mut r: DeletableTopicResult| {
+            if version < 6 {
+                r.topic_id = Uuid::nil();
+            }
+            if version < 5 {
+                r.error_message = None;
+            }
+            r
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub fn error_response(request: &DeleteTopicsRequest, code: i16) -> DeleteTopicsResponse {
+    let mut responses: Vec<DeletableTopicResult> = request
+        .topic_names
+        .iter()
+        .map(|n| {
+            DeletableTopicResult::default()
+                .with_name(Some(n.clone()))
+                .with_error_code(code)
+        })
+        .collect();
+    responses.extend(request.topics.iter().map(|t| {
+        DeletableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_topic_id(t.topic_id)
+            .with_error_code(code)
+    }));
+    DeleteTopicsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,34 @@
+//! InitProducerId for idempotent producers: a fresh producer id with epoch 0 every time, as
+//! Kafka does when there is no transactional id (a producer that re-initializes after an
+//! error, KIP-360, simply gets a new id). Transactions are not supported yet.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::broker::Broker;
+
+pub async fn handle(
+    broker: &Broker,
+    request: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
+    if request.transactional_id.is_some() {
+        return error_response(&request, ResponseError::UnsupportedVersion.code());
+    }
+    match broker.producer_ids.allocate() {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reserve producer ids");
+            error_response(&request, ResponseError::KafkaStorageError.code())
+        }
+    }
+}
+
+pub fn error_response(_request: &InitProducerIdRequest, code: i16) -> InitProducerIdResponse {
+    InitProducerIdResponse::default()
+        .with_error_code(code)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+}

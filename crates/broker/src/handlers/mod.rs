@@ -1,0 +1,22 @@
+//! One module per Kafka API. Each has `handle(broker, request, version) -> response` and
+//! `error_response(&request, code) -> response` (the same shape with `code` in every error
+//! slot, used for UNSUPPORTED_VERSION and request-wide failures).
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use kafka_protocol::protocol::StrBytes;
+
+/// An owned string as the codec's string type.
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}

@@ -1,0 +1,102 @@
+//! One partition on this broker: its log behind a lock, and a watch that wakes fetchers.
+//!
+//! On a single broker the high watermark is the log end offset: every appended batch is
+//! acknowledged by the only replica. Replication (a later issue) will separate the two.
+
+use std::path::Path;
+
+use parking_lot::RwLock;
+use sapper_log::{AppendOptions, AppendOutcome, Log, LogConfig, LogError, ReadResult, TimestampOffset};
+use tokio::sync::watch;
+
+/// A partition's log plus the notification fetch requests wait on.
+#[derive(Debug)]
+pub struct Partition {
+    pub index: i32,
+    log: RwLock<Log>,
+    high_watermark: watch::Sender<i64>,
+}
+
+/// Offsets a response reports for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+impl Partition {
+    /// Opens (recovering if needed) the partition's log in `dir`.
+    pub fn open(index: i32, dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self, LogError> {
+        let log = Log::open(dir, config, now_ms)?;
+        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        Ok(Self {
+            index,
+            log: RwLock::new(log),
+            high_watermark,
+        })
+    }
+
+    /// Appends a produce request's batches and wakes fetchers waiting on this partition.
+    pub fn append(&self, batches: &mut [u8], opts: &AppendOptions) -> Result<AppendOutcome, LogError> {
+        let mut log = self.log.write();
+        let outcome = log.append(batches, opts)?;
+        let end = log.log_end_offset();
+        drop(log);
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = *hw != end;
+            *hw = end;
+            moved
+        });
+        Ok(outcome)
+    }
+
+    /// Reads whole batches from `offset`, never past the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let log = self.log.read();
+        let hw = log.log_end_offset();
+        log.read(offset, max_bytes, hw)
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        let log = self.log.read();
+        PartitionOffsets {
+            log_start_offset: log.log_start_offset(),
+            high_watermark: log.log_end_offset(),
+        }
+    }
+
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, LogError> {
+        self.log.read().offset_for_timestamp(timestamp)
+    }
+
+    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        self.log.read().max_timestamp()
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Runs retention (and age-based rolling); returns deleted segments.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        self.log.write().enforce_retention(now_ms)
+    }
+
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.log.write().flush()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.log.write().set_config(config);
+    }
+
+    /// Clean shutdown of the log: flush and checkpoint.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.log.write().close()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.log.read().size_bytes()
+    }
+}

@@ -1,0 +1,120 @@
+//! The broker's run loop: accept connections, run background maintenance, shut down cleanly.
+//!
+//! Shutdown is one tree rooted in the broker's `CancellationToken`: the accept loop stops,
+//! each connection finishes the request it is handling and exits, background tasks stop, then
+//! every partition log is closed (flushed and checkpointed) so the next start skips recovery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sapper_log::FlushPolicy;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::connection::serve_connection;
+
+/// How long in-flight requests get to finish after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves clients on `listener` until `broker.shutdown` is cancelled, then closes all logs.
+pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
+    let mut background = JoinSet::new();
+    background.spawn(retention_loop(broker.clone()));
+    if let FlushPolicy::IntervalMs(ms) = broker.config.flush {
+        background.spawn(flush_loop(broker.clone(), Duration::from_millis(ms)));
+    }
+
+    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    let mut connections = JoinSet::new();
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit,
+            () = broker.shutdown.cancelled() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = broker.shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(10);
+                let broker = broker.clone();
+                connections.spawn(async move {
+                    serve_connection(broker, stream).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Usually EMFILE: wait instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+        // Reap finished connection tasks so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("connections still busy after the grace period; aborting them");
+        connections.abort_all();
+    }
+    background.abort_all();
+    while background.join_next().await.is_some() {}
+    close_logs(&broker);
+}
+
+fn close_logs(broker: &Broker) {
+    for (topic, partition) in broker.topics.all_partitions() {
+        if let Err(e) = partition.close() {
+            tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "clean close failed");
+        }
+    }
+}
+
+async fn retention_loop(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(broker.config.retention_check_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            for (topic, partition) in b.topics.all_partitions() {
+                match partition.enforce_retention(now) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "retention deleted segments"),
+                    Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+async fn flush_loop(broker: Arc<Broker>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (topic, partition) in b.topics.all_partitions() {
+                if let Err(e) = partition.flush() {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+                }
+            }
+        })
+        .await;
+    }
+}

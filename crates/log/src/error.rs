@@ -1,0 +1,50 @@
+//! [`LogError`]: everything a log operation can fail with, one variant per answer the broker
+//! must give (each variant's doc names the Kafka error code).
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::batch::BatchError;
+use crate::producer_state::SequenceError;
+
+/// Why a log operation failed, typed by what the broker must answer.
+#[derive(Debug, Error)]
+pub enum LogError {
+    /// The disk failed us (`KAFKA_STORAGE_ERROR`). A failed write also takes the log offline.
+    #[error("I/O error while trying to {op} in {}: {source}", dir.display())]
+    Io {
+        dir: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A produced batch failed validation (`CORRUPT_MESSAGE`).
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(#[from] BatchError),
+    /// An idempotent producer's sequence or epoch was wrong (`OUT_OF_ORDER_SEQUENCE_NUMBER` or
+    /// `INVALID_PRODUCER_EPOCH`).
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    /// The offset lies outside `[log_start_offset, log_end_offset]` (`OFFSET_OUT_OF_RANGE`).
+    #[error("offset {requested} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// An earlier I/O error took this log offline; it refuses writes (`KAFKA_STORAGE_ERROR`).
+    #[error("log in {} is offline after an earlier I/O error", dir.display())]
+    Offline { dir: PathBuf },
+}
+
+impl LogError {
+    /// Builds the `map_err` closure for an I/O failure of `op` in `dir`.
+    pub(crate) fn io<'a>(dir: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> LogError + 'a {
+        move |source| LogError::Io {
+            dir: dir.to_path_buf(),
+            op,
+            source,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! # sapper-log: the partition log
+//!
+//! Owns everything one partition keeps on local disk: segmented log files, the sparse offset
+//! and time indexes beside them, crash recovery, retention, flush policy, recovery checkpoints
+//! and the idempotent-producer state that is snapshotted with the log.
+//!
+//! It knows nothing of networking, topics or Kafka requests: the broker hands it record batches
+//! (validated here again, by CRC) and asks for byte ranges of whole batches back.
+//!
+//! ## Layout
+//! - [`batch`]: read-only view of a record batch header and the allowed in-place patches.
+//! - [`config`]: [`LogConfig`] and [`FlushPolicy`].
+//! - [`error`]: [`LogError`], typed by what the caller must answer.
+//! - [`producer_state`]: per-producer sequence tracking and its snapshots.
+//! - `log`: [`Log`], the public handle (append, retention, truncation, flush, close), with
+//!   `admission` validating a produce request and checking producer sequences first;
+//!   `lookup`: its read side (fetch by offset, ListOffsets by timestamp).
+//! - `segment`: one `.log` file with its in-memory `offset_index` and `time_index`;
+//!   `scan` walks a segment's batches with positional reads; `records` walks the records of an
+//!   uncompressed batch for their timestamps.
+//! - `recovery`: opening a directory (what to trust, what to re-validate), with the
+//!   `checkpoint` file and `durable` (atomic file replacement) helpers.
+//! - `retention`: the pure decision of which old segments to delete.
+//!
+//! See `docs/log-format.md` for the on-disk format and its recovery story.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod producer_state;
+
+mod admission;
+mod checkpoint;
+mod durable;
+mod log;
+mod lookup;
+mod offset_index;
+mod records;
+mod recovery;
+mod retention;
+mod scan;
+mod segment;
+mod time_index;
+
+pub use config::{FlushPolicy, LogConfig};
+pub use error::LogError;
+pub use log::{AppendInfo, AppendOptions, AppendOutcome, Log, ReadResult, TimestampOffset};

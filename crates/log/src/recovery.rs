@@ -1,0 +1,186 @@
+//! Opening a log directory: find the segments, decide how much to trust, re-validate the rest,
+//! and rebuild the producer state.
+//!
+//! Recovery story (see also `docs/log-format.md`):
+//! - Stray `.tmp` files (an interrupted atomic write) and index files without a `.log` are
+//!   deleted.
+//! - After a clean shutdown (checkpoint flag set), index files are trusted when they agree with
+//!   their segment; only the active segment's tail (the batches after its last index entry)
+//!   is re-validated.
+//! - Otherwise every segment from the one holding the recovery point onwards is re-validated
+//!   batch by batch (CRC, header, dense offsets) and its indexes rebuilt; older segments only
+//!   get their indexes rebuilt if the files are missing or disagree.
+//! - The first segment cut short by validation ends the log: all later segments are deleted.
+//! - Producer state: the newest snapshot at or below the log end offset, then the batches
+//!   after it replayed through `ProducerStateManager::update`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use crate::batch::BatchView;
+use crate::checkpoint::Checkpoint;
+use crate::durable::{self, TMP_SUFFIX};
+use crate::producer_state::{BatchMeta, ProducerStateManager};
+use crate::scan::{self, DEFAULT_CHUNK};
+use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+
+/// What a log directory holds once recovered.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub segments: BTreeMap<i64, Segment>,
+    pub log_start_offset: i64,
+    pub producer_state: ProducerStateManager,
+}
+
+/// Recovers the log in `dir` (which must exist). Every segment that was re-validated is
+/// fsynced, so the whole recovered log is durable when this returns.
+pub(crate) fn recover(dir: &Path, index_interval: u32, now_ms: i64) -> io::Result<Recovered> {
+    let checkpoint = Checkpoint::read(dir);
+    let bases = clean_directory(dir)?;
+    let clean = checkpoint.as_ref().is_some_and(|c| c.clean_shutdown);
+    let recovery_point = checkpoint.as_ref().map_or(i64::MIN, |c| c.recovery_point);
+    // Re-validate from the segment holding the recovery point (the first one if none does).
+    let first_to_validate = bases
+        .iter()
+        .rev()
+        .find(|&&b| b <= recovery_point)
+        .or(bases.first())
+        .copied()
+        .unwrap_or(0);
+
+    let mut segments = BTreeMap::new();
+    for (i, &base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied();
+        let mut seg = Segment::open(dir, base)?;
+        let trusted = if clean {
+            seg.load_indexes(next_base) && (next_base.is_some() || seg.check_tail()?)
+        } else {
+            base < first_to_validate && seg.load_indexes(next_base)
+        };
+        let mut ends_log = false;
+        if !trusted {
+            ends_log = seg.recover(index_interval)?;
+            seg.sync_data()?;
+            seg.persist_indexes(true)?;
+        }
+        if next_base.is_some_and(|n| n != seg.next_offset()) {
+            ends_log = true;
+        }
+        segments.insert(base, seg);
+        if ends_log {
+            for &later in bases.get(i + 1..).unwrap_or_default() {
+                tracing::warn!(dir = %dir.display(), base_offset = later, "deleting segment after truncated log tail");
+                Segment::open(dir, later)?.delete()?;
+            }
+            break;
+        }
+    }
+    let start_hint = checkpoint.as_ref().map_or(0, |c| c.log_start_offset);
+    if segments.is_empty() {
+        segments.insert(start_hint, Segment::create(dir, start_hint)?);
+    }
+    durable::sync_dir(dir)?;
+
+    let first_base = segments.keys().next().copied().unwrap_or(start_hint);
+    let log_end = segments
+        .values()
+        .next_back()
+        .map_or(first_base, Segment::next_offset);
+    let log_start_offset = start_hint.max(first_base).min(log_end);
+
+    if let Some(active) = segments.values_mut().next_back() {
+        let remembered = checkpoint
+            .as_ref()
+            .filter(|c| c.active_segment_base == active.base_offset())
+            .and_then(|c| c.active_segment_first_append_ms);
+        // Unknown age (no checkpoint for this segment): count from now, which can only delay
+        // a time-based roll, never lose data.
+        let first_append = remembered.or((!active.is_empty()).then_some(now_ms));
+        active.set_first_append_ms(first_append);
+    }
+
+    ProducerStateManager::delete_snapshots_after(dir, log_end)?;
+    let producer_state = rebuild_producer_state(dir, &segments, log_end)?;
+    Ok(Recovered {
+        segments,
+        log_start_offset,
+        producer_state,
+    })
+}
+
+/// Deletes leftovers of interrupted writes and returns the base offsets of the segment files,
+/// ascending.
+fn clean_directory(dir: &Path) -> io::Result<Vec<i64>> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(TMP_SUFFIX) {
+            durable::remove_if_exists(&entry.path())?;
+        } else if let Some(base) = segment::parse_file_name(name, LOG_SUFFIX) {
+            logs.push(base);
+        } else if segment::parse_file_name(name, INDEX_SUFFIX)
+            .or_else(|| segment::parse_file_name(name, TIME_INDEX_SUFFIX))
+            .is_some()
+        {
+            indexes.push((name.to_owned(), entry.path()));
+        }
+    }
+    logs.sort_unstable();
+    for (name, path) in indexes {
+        let base = segment::parse_file_name(&name, INDEX_SUFFIX)
+            .or_else(|| segment::parse_file_name(&name, TIME_INDEX_SUFFIX));
+        if base.is_some_and(|b| logs.binary_search(&b).is_err()) {
+            durable::remove_if_exists(&path)?;
+        }
+    }
+    Ok(logs)
+}
+
+/// The producer state as of `log_end`: the newest usable snapshot plus a replay of the batch
+/// headers after it.
+pub(crate) fn rebuild_producer_state(
+    dir: &Path,
+    segments: &BTreeMap<i64, Segment>,
+    log_end: i64,
+) -> io::Result<ProducerStateManager> {
+    let (mut state, from) = match ProducerStateManager::load_latest_snapshot(dir, log_end)? {
+        Some((state, offset)) => (state, offset),
+        None => (ProducerStateManager::new(), i64::MIN),
+    };
+    for seg in segments.values().filter(|s| s.next_offset() > from) {
+        let start = if seg.base_offset() < from {
+            seg.find_position(from, 0)?.unwrap_or(seg.size())
+        } else {
+            0
+        };
+        scan::scan(seg.file(), start, seg.size(), false, DEFAULT_CHUNK, |_, view| {
+            if view.has_producer_id() && view.base_offset() >= from {
+                state.update(batch_meta(&view));
+            }
+            ControlFlow::Continue(())
+        })?;
+    }
+    Ok(state)
+}
+
+/// The producer-state record of a batch as stored in the log.
+pub(crate) fn batch_meta(view: &BatchView<'_>) -> BatchMeta {
+    BatchMeta {
+        producer_id: view.producer_id(),
+        producer_epoch: view.producer_epoch(),
+        first_seq: view.base_sequence(),
+        last_seq: view.last_sequence(),
+        first_offset: view.base_offset(),
+        last_offset: view.last_offset(),
+        max_timestamp: view.max_timestamp(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

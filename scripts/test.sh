@@ -13,9 +13,21 @@ PHASES=()
 PYTEST_LOG="$(mktemp -t sapper-pytest.XXXXXX)"
 trap 'rm -f "$PYTEST_LOG"' EXIT
 
+FIRST_FAILURE=0
+
+# phase NAME CMD...: runs CMD, records its time; a failure stops the run.
+# soft_phase: same, but the run goes on (so pytest still reports) and fails at the end.
 phase() {
-    local name="$1"
-    shift
+    run_phase hard "$@"
+}
+
+soft_phase() {
+    run_phase soft "$@"
+}
+
+run_phase() {
+    local mode="$1" name="$2"
+    shift 2
     echo "==> $name: $*"
     local start=$SECONDS rc=0
     "$@" || rc=$?
@@ -23,8 +35,11 @@ phase() {
     PHASES+=("$(printf '%-12s %5ss  %s' "$name" "$took" "$([ "$rc" = 0 ] && echo ok || echo "FAILED (exit $rc)")")")
     echo "==> $name: ${took}s (exit $rc)"
     if [ "$rc" != 0 ]; then
-        summary
-        exit "$rc"
+        [ "$FIRST_FAILURE" != 0 ] || FIRST_FAILURE=$rc
+        if [ "$mode" = hard ]; then
+            summary
+            exit "$rc"
+        fi
     fi
 }
 
@@ -34,9 +49,11 @@ summary() {
     for line in "${PHASES[@]}"; do
         echo "    $line"
     done
-    # Repeat pytest's closing line so it is the last line of the run.
+    # Repeat pytest's closing line ("N failed, M passed in Xs") so it is the last line printed
+    # (client libraries may log to stderr after it).
     if [ -s "$PYTEST_LOG" ]; then
-        tail -n 1 "$PYTEST_LOG"
+        grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed)|no tests ran' \
+            "$PYTEST_LOG" | tail -n 1 || true
     fi
 }
 
@@ -47,9 +64,10 @@ run_pytest() {
 
 phase setup bash scripts/setup-test-deps.sh
 phase build cargo build --release --workspace --all-targets
-phase cargo-test cargo test --release --workspace
+soft_phase cargo-test cargo test --release --workspace
 
 export SAPPER_BIN="$ROOT/target/release/sapper"
-phase pytest run_pytest
+soft_phase pytest run_pytest
 
 summary
+exit "$FIRST_FAILURE"

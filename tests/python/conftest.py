@@ -190,6 +190,9 @@ class Broker:
         finally:
             self._expected_exit = True
             self._kill()
+            if self.port:
+                import sapper_util
+                sapper_util.forget_admin(self.bootstrap)
 
 
 def _make_broker(tmp: Path, request, **kwargs) -> Broker:

@@ -50,6 +50,11 @@ def ck_admin(bootstrap: str) -> AdminClient:
     return admin
 
 
+def forget_admin(bootstrap: str) -> None:
+    """Drops (and so destroys) the cached AdminClient of a broker that is going away."""
+    _ADMINS.pop(bootstrap, None)
+
+
 def ck_create_topic(bootstrap: str, topic: str, partitions: int, config: dict | None = None,
                     timeout: float = 30.0) -> None:
     admin = ck_admin(bootstrap)
@@ -102,13 +107,17 @@ def make_value(i: int) -> bytes | None:
 
 
 def make_records(count: int, partitions: int, base_ts: int, null_keys: bool = True,
-                 null_header_values: bool = True) -> list[Rec]:
+                 null_header_values: bool = True, null_key_and_value: bool = True) -> list[Rec]:
     """`count` records spread over partitions. Timestamps are explicit, in the recent past, and
-    deliberately not monotonic inside a partition (a broker must keep each record's own)."""
+    deliberately not monotonic inside a partition (a broker must keep each record's own).
+    kafka-python's send() refuses None header values and records with neither key nor value,
+    so its tests turn those off (client-side restrictions; the protocol allows both)."""
     recs = []
     for i in range(count):
         p = i % partitions
         key = None if (null_keys and i % 97 == 5) else b"k-%d" % i
+        if key is None and make_value(i) is None and not null_key_and_value:
+            key = b"k-%d" % i
         headers: list[tuple[str, bytes | None]] = []
         if i % 4 != 0:  # some records have no headers at all
             headers = [("seq", str(i).encode()), ("bin", bytes([i % 256, 0, 255]))]
@@ -248,3 +257,93 @@ def kcat_consume_json(bootstrap: str, topic: str, timeout: float = 120.0) -> lis
     out = kcat(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-J", "-q",
                 "-X", "enable.partition.eof=true"], timeout=timeout)
     return [json.loads(line) for line in out.decode("utf-8").splitlines() if line.strip()]
+
+
+# --- raw protocol: look at the record batches exactly as the broker returns them --------------
+
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+@dataclass
+class RawBatch:
+    base_offset: int
+    last_offset_delta: int
+    magic: int
+    attributes: int
+    record_count: int
+    crc_ok: bool
+
+    @property
+    def codec(self) -> int:
+        return self.attributes & 0x7
+
+
+def _kstr(s: str) -> bytes:
+    b = s.encode()
+    return len(b).to_bytes(2, "big", signed=True) + b
+
+
+def raw_fetch_batches(bootstrap: str, topic: str, partition: int, offset: int = 0,
+                      max_bytes: int = 1 << 20, timeout: float = 10.0) -> tuple[int, int, list[RawBatch]]:
+    """One Fetch v4 request over a plain socket; returns (error_code, high_watermark, batches).
+    Whole batches only: a trailing partial batch (allowed by the protocol) is ignored."""
+    import socket
+    import struct
+    from crc32c import crc32c
+
+    host, port = bootstrap.rsplit(":", 1)
+    body = struct.pack(">iiiib", -1, 500, 1, max_bytes, 0)
+    body += struct.pack(">i", 1) + _kstr(topic) + struct.pack(">i", 1)
+    body += struct.pack(">iqi", partition, offset, max_bytes)
+    header = struct.pack(">hhi", 1, 4, 7) + _kstr("sapper-tests")
+    req = header + body
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(struct.pack(">i", len(req)) + req)
+
+        def read_exact(n):
+            buf = bytearray()
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                if not chunk:
+                    raise AssertionError("broker closed the connection during Fetch")
+                buf += chunk
+            return bytes(buf)
+
+        (size,) = struct.unpack(">i", read_exact(4))
+        resp = read_exact(size)
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        vals = struct.unpack_from(fmt, resp, pos)
+        pos += struct.calcsize(fmt)
+        return vals
+
+    (corr,) = take(">i")
+    assert corr == 7, f"correlation id {corr}"
+    take(">i")  # throttle
+    (ntopics,) = take(">i")
+    assert ntopics == 1, ntopics
+    (tlen,) = take(">h")
+    pos += tlen
+    (nparts,) = take(">i")
+    assert nparts == 1, nparts
+    part, err, hw, _lso = take(">ihqq")
+    assert part == partition
+    (naborted,) = take(">i")
+    pos += max(naborted, 0) * 16
+    (rlen,) = take(">i")
+    records = resp[pos:pos + max(rlen, 0)]
+    batches = []
+    p = 0
+    while p + 61 <= len(records):
+        base, blen = struct.unpack_from(">qi", records, p)
+        end = p + 12 + blen
+        if end > len(records):
+            break  # partial batch at the end of the response
+        _ple, magic, crc, attrs, lod = struct.unpack_from(">ibIhi", records, p + 12)
+        (count,) = struct.unpack_from(">i", records, p + 57)
+        crc_ok = crc32c(records[p + 21:end]) == crc
+        batches.append(RawBatch(base, lod, magic, attrs, count, crc_ok))
+        p = end
+    return err, hw, batches

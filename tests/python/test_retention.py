@@ -51,13 +51,20 @@ def test_retention_bytes_moves_log_start(broker):
     recs = _records(RECORDS)
     _produce_batches(bs, topic, recs)
 
-    low, high = wait_until(lambda: (lambda w: w if w[0] > 0 else None)(_watermarks(bs, topic)),
-                           30, interval=0.5, what="log start offset to move above 0")
+    wait_until(lambda: (lambda w: w if w[0] > 0 else None)(_watermarks(bs, topic)),
+               30, interval=0.5, what="log start offset to move above 0")
+
+    # Retention runs periodically and may take more than one pass: within the same bound it
+    # must bring the partition down to about retention.bytes (records are VALUE_SIZE plus
+    # overhead, and the active segment is kept, so allow twice the limit).
+    def settled():
+        low, high = _watermarks(bs, topic)
+        return (low, high) if (high - low) * VALUE_SIZE <= 16 * SEGMENT_BYTES else None
+
+    low, high = wait_until(settled, 30, interval=0.5,
+                           what=f"partition to shrink to ~retention.bytes={8 * SEGMENT_BYTES}")
     assert high == RECORDS
     assert 0 < low < high, (low, high)
-    # retention.bytes keeps roughly that much: the log start is far past 0 but not at the end.
-    kept_bytes = (high - low) * VALUE_SIZE
-    assert kept_bytes <= 16 * SEGMENT_BYTES, f"kept ~{kept_bytes} bytes, retention.bytes is {8 * SEGMENT_BYTES}"
 
     # Let retention settle (it only deletes whole segments, so the start is stable after this).
     time.sleep(1.0)

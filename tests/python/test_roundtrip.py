@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 
 from sapper_util import (
-    CODECS, Rec, assert_partition_equal, by_partition, ck_consume_all, ck_create_topic,
+    CODEC_IDS, CODECS, Rec, raw_fetch_batches, assert_partition_equal, by_partition, ck_consume_all, ck_create_topic,
     ck_msg_to_rec, ck_produce, kcat, kcat_consume_json, make_records, unique_topic,
     wait_for_topic_ready,
 )
@@ -28,6 +28,26 @@ PER_CODEC = TOTAL_PER_CLIENT // len(CODECS)  # 20,000
 def _base_ts() -> int:
     # Explicit timestamps a few minutes in the past, well inside any broker timestamp window.
     return int(time.time() * 1000) - 10 * 60 * 1000
+
+
+def _check_raw_batches(bs: str, topic: str, codec: str, counts: dict[int, int]) -> None:
+    """What the broker serves is the producer's batches: magic 2, the producer's codec, a valid
+    CRC-32C, and base offsets that tile each partition from 0 without gaps."""
+    for p in range(PARTITIONS):
+        nxt = 0
+        while nxt < counts[p]:
+            err, hw, batches = raw_fetch_batches(bs, topic, p, nxt)
+            assert err == 0 and hw == counts[p], f"partition {p}: fetch error {err}, hw {hw}"
+            assert batches, f"partition {p}: no whole batch returned at offset {nxt}"
+            for b in batches:
+                where = f"partition {p} batch at {b.base_offset}"
+                assert b.magic == 2, f"{where}: magic {b.magic}"
+                assert b.crc_ok, f"{where}: CRC-32C mismatch"
+                assert b.codec == CODEC_IDS[codec], f"{where}: codec {b.codec}, produced with {codec}"
+                assert b.base_offset == nxt, f"{where}: expected base offset {nxt}"
+                assert b.record_count == b.last_offset_delta + 1, f"{where}: count vs lastOffsetDelta"
+                nxt = b.base_offset + b.last_offset_delta + 1
+        assert nxt == counts[p], f"partition {p}: batches end at {nxt}, expected {counts[p]}"
 
 
 def _check_offsets(results: list[tuple[int, int]], recs: list[Rec]) -> None:
@@ -52,6 +72,7 @@ def test_confluent_kafka_roundtrip(module_broker, codec):
     _check_offsets(results, recs)
 
     expected = by_partition(recs, PARTITIONS)
+    _check_raw_batches(bs, topic, codec, {p: len(v) for p, v in expected.items()})
     msgs = ck_consume_all(bs, topic, PARTITIONS, {p: len(v) for p, v in expected.items()})
     for p in range(PARTITIONS):
         got_msgs = msgs[p]
@@ -74,7 +95,8 @@ def test_kafka_python_roundtrip(module_broker, codec):
         admin.close()
     wait_for_topic_ready(bs, topic, PARTITIONS)
 
-    recs = make_records(PER_CODEC, PARTITIONS, _base_ts())
+    recs = make_records(PER_CODEC, PARTITIONS, _base_ts(), null_header_values=False,
+                        null_key_and_value=False)
     producer = KafkaProducer(bootstrap_servers=bs,
                              compression_type=None if codec == "none" else codec,
                              linger_ms=20, batch_size=256 * 1024)
@@ -92,6 +114,7 @@ def test_kafka_python_roundtrip(module_broker, codec):
     _check_offsets(results, recs)
 
     expected = by_partition(recs, PARTITIONS)
+    _check_raw_batches(bs, topic, codec, {p: len(v) for p, v in expected.items()})
     consumer = KafkaConsumer(bootstrap_servers=bs, group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest", max_poll_records=5000,
                              fetch_max_bytes=8 * 1024 * 1024)
@@ -150,6 +173,7 @@ def test_kcat_roundtrip(module_broker, codec):
               "-X", "linger.ms=20", *hargs], input_bytes=data)
         expected[p] = [Rec(p, k, v, headers) for k, v in kv]
     t_after = int(time.time() * 1000)
+    _check_raw_batches(bs, topic, codec, {p: per_part for p in range(PARTITIONS)})
 
     got: dict[int, list[Rec]] = {p: [] for p in range(PARTITIONS)}
     offsets: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}

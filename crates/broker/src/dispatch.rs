@@ -92,6 +92,7 @@ pub async fn dispatch(broker: &Broker, mut frame: Bytes, out: &mut BytesMut) -> 
         ApiKey::DescribeConfigs => route!(describe_configs, DescribeConfigsRequest),
         ApiKey::CreatePartitions => route!(create_partitions, CreatePartitionsRequest),
         ApiKey::DescribeCluster => route!(describe_cluster, DescribeClusterRequest),
+        ApiKey::FindCoordinator => route!(find_coordinator, FindCoordinatorRequest),
         other => return Err(DispatchError::UnsupportedApi(other)),
     }
     Ok(())

@@ -2,7 +2,8 @@
 //!
 //! ApiVersions answers from this table, and the dispatcher refuses anything outside it with
 //! UNSUPPORTED_VERSION. A version is listed only when its semantics are implemented, not merely
-//! decodable: e.g. Fetch stops at 12 because 13+ address topics by id only.
+//! decodable: e.g. Fetch stops at 12 because 13+ address topics by id only. The one deliberate
+//! exception is Produce's advertised minimum, see [`SupportedApi::advertised_min`].
 
 use kafka_protocol::messages::ApiKey;
 
@@ -12,15 +13,32 @@ pub struct SupportedApi {
     pub key: ApiKey,
     pub min: i16,
     pub max: i16,
+    /// The minimum told to clients in ApiVersions, when it differs from `min`.
+    ///
+    /// Only Produce: librdkafka before 2.10 enables gzip, snappy and lz4 only when the broker
+    /// advertises Produce v0 (librdkafka issue 4956). Apache Kafka 4 advertises v0 for that
+    /// reason and refuses v0-2 requests (KAFKA-18659); so do we. Clients pick the highest
+    /// common version, so none of them sends v0-2.
+    pub advertised_min: i16,
 }
 
 const fn api(key: ApiKey, min: i16, max: i16) -> SupportedApi {
-    SupportedApi { key, min, max }
+    SupportedApi {
+        key,
+        min,
+        max,
+        advertised_min: min,
+    }
 }
 
 /// Every API the broker answers, with honest version ranges.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    api(ApiKey::Produce, 3, 11),
+    SupportedApi {
+        key: ApiKey::Produce,
+        min: 3,
+        max: 11,
+        advertised_min: 0,
+    },
     api(ApiKey::Fetch, 4, 12),
     api(ApiKey::ListOffsets, 1, 8),
     api(ApiKey::Metadata, 0, 12),
@@ -31,6 +49,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
+    // Answers "this broker" for groups; librdkafka also enables LZ4 only when it is advertised.
+    api(ApiKey::FindCoordinator, 0, 4),
 ];
 
 /// The supported range for `key`, if we serve it at all.

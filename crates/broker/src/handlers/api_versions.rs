@@ -13,7 +13,7 @@ pub fn handle(requested_version: i16, supported: bool) -> (ApiVersionsResponse, 
         .map(|a| {
             ApiVersion::default()
                 .with_api_key(a.key as i16)
-                .with_min_version(a.min)
+                .with_min_version(a.advertised_min)
                 .with_max_version(a.max)
         })
         .collect();

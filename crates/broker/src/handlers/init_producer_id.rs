@@ -12,8 +12,11 @@ pub async fn handle(
     request: InitProducerIdRequest,
     _version: i16,
 ) -> InitProducerIdResponse {
-    if request.transactional_id.is_some() {
-        return error_response(&request, ResponseError::UnsupportedVersion.code());
+    match request.transactional_id.as_ref().map(|id| id.0.as_str()) {
+        // Kafka: an empty transactional id is an invalid request.
+        Some("") => return error_response(&request, ResponseError::InvalidRequest.code()),
+        Some(_) => return error_response(&request, ResponseError::UnsupportedVersion.code()),
+        None => {}
     }
     match broker.producer_ids.allocate() {
         Ok(id) => InitProducerIdResponse::default()

@@ -1,0 +1,66 @@
+//! FindCoordinator: on a single broker, this broker coordinates every group. Transaction
+//! coordinators do not exist yet (COORDINATOR_NOT_AVAILABLE). v4+ batches keys.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub async fn handle(
+    broker: &Broker,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let found = request.key_type == KEY_TYPE_GROUP;
+    let (node, host, port, code) = if found {
+        (
+            broker.node_id(),
+            broker.advertised_host.clone(),
+            broker.advertised_port,
+            0,
+        )
+    } else {
+        (
+            -1,
+            String::new(),
+            -1,
+            ResponseError::CoordinatorNotAvailable.code(),
+        )
+    };
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key.clone())
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(host.clone()))
+                    .with_port(port)
+                    .with_error_code(code)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    FindCoordinatorResponse::default()
+        .with_error_code(code)
+        .with_node_id(BrokerId(node))
+        .with_host(str_bytes(host))
+        .with_port(port)
+}
+
+pub fn error_response(request: &FindCoordinatorRequest, code: i16) -> FindCoordinatorResponse {
+    let keys: Vec<StrBytes> = request.coordinator_keys.clone();
+    FindCoordinatorResponse::default()
+        .with_error_code(code)
+        .with_coordinators(
+            keys.into_iter()
+                .map(|key| Coordinator::default().with_key(key).with_error_code(code))
+                .collect(),
+        )
+}

@@ -153,6 +153,20 @@ impl Log {
                 });
             }
         }
-        best
+        best.map(|b| TimestampOffset { offset: self.exact_offset_of_max_timestamp(b.offset), ..b })
+    }
+
+    /// Within the batch starting at (or containing) `offset`, the first record carrying the
+    /// batch's max timestamp; `offset` itself if the batch cannot be read.
+    fn exact_offset_of_max_timestamp(&self, offset: i64) -> i64 {
+        let Ok(read) = self.read(offset, 1, self.log_end_offset()) else {
+            return offset;
+        };
+        match crate::batch::BatchView::parse(&read.bytes) {
+            Ok(view) if view.base_offset() <= offset && offset <= view.last_offset() => {
+                records::offset_of_max_timestamp(&view).max(offset)
+            }
+            _ => offset,
+        }
     }
 }

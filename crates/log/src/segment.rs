@@ -17,7 +17,6 @@ use std::time::UNIX_EPOCH;
 use crate::batch::BatchView;
 use crate::durable;
 use crate::offset_index::OffsetIndex;
-use crate::records;
 use crate::scan::{self, DEFAULT_CHUNK};
 use crate::time_index::TimeIndex;
 
@@ -130,7 +129,9 @@ impl Segment {
         self.first_append_ms = ms;
     }
 
-    /// The largest timestamp and the offset of the first record carrying it; `None` if empty.
+    /// The largest timestamp and the base offset of the batch holding it; `None` if empty.
+    /// (Finding the exact record means walking the batch's records, which the append path
+    /// must not do per batch; `Log::max_timestamp` refines it when asked.)
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
         (self.max_timestamp != i64::MIN).then_some((self.max_timestamp, self.offset_of_max_timestamp))
     }
@@ -201,7 +202,10 @@ impl Segment {
         self.bytes_since_offset_entry += size;
         if view.max_timestamp() > self.max_timestamp {
             self.max_timestamp = view.max_timestamp();
-            self.offset_of_max_timestamp = records::offset_of_max_timestamp(view);
+            // The batch's base offset, not the exact record: walking every record of every
+            // batch on the append path cost ~6% of produce CPU. Time-index lookups scan
+            // forward from this offset, so an earlier offset is still correct.
+            self.offset_of_max_timestamp = view.base_offset();
             if self.time_index.last().is_none() || self.bytes_since_time_entry >= interval {
                 if let Some(rel) = self.relative(self.offset_of_max_timestamp) {
                     self.time_index.push(self.max_timestamp, rel);

@@ -55,12 +55,15 @@ pub async fn handle(
 }
 
 pub fn error_response(request: &FindCoordinatorRequest, code: i16) -> FindCoordinatorResponse {
+    // One shape or the other: v0-3 have only the top-level error, v4+ only `coordinators`, and
+    // the codec refuses to encode a field the version lacks. Only v4+ requests carry keys.
+    if request.coordinator_keys.is_empty() {
+        return FindCoordinatorResponse::default().with_error_code(code);
+    }
     let keys: Vec<StrBytes> = request.coordinator_keys.clone();
-    FindCoordinatorResponse::default()
-        .with_error_code(code)
-        .with_coordinators(
-            keys.into_iter()
-                .map(|key| Coordinator::default().with_key(key).with_error_code(code))
-                .collect(),
-        )
+    FindCoordinatorResponse::default().with_coordinators(
+        keys.into_iter()
+            .map(|key| Coordinator::default().with_key(key).with_error_code(code))
+            .collect(),
+    )
 }

@@ -153,7 +153,10 @@ impl Log {
                 });
             }
         }
-        best.map(|b| TimestampOffset { offset: self.exact_offset_of_max_timestamp(b.offset), ..b })
+        best.map(|b| TimestampOffset {
+            offset: self.exact_offset_of_max_timestamp(b.offset),
+            ..b
+        })
     }
 
     /// Within the batch starting at (or containing) `offset`, the first record carrying the

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
+use crate::group::GroupCoordinator;
 use crate::identity::{Identity, IdentityError};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::{TopicError, TopicRegistry};
@@ -31,9 +32,12 @@ pub enum BrokerError {
 pub struct Broker {
     pub config: Arc<BrokerConfig>,
     pub identity: Identity,
-    pub topics: TopicRegistry,
+    /// Shared so slow topic changes can run on the blocking pool ([`TopicRegistry::change`]).
+    pub topics: Arc<TopicRegistry>,
     pub producer_ids: ProducerIdAllocator,
     pub fetch_sessions: FetchSessionCache,
+    /// Consumer groups and committed offsets.
+    pub groups: GroupCoordinator,
     /// Host clients are told to connect to.
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -59,7 +63,8 @@ impl Broker {
                 what: "open producer id allocator",
                 source,
             })?;
-        let topics = TopicRegistry::load(config.clone())?;
+        let topics = Arc::new(TopicRegistry::load(config.clone())?);
+        let groups = GroupCoordinator::open(&topics, config.groups.clone())?;
         let (advertised_host, advertised_port) = advertised(&config, bound);
         Ok(Arc::new(Self {
             config,
@@ -67,6 +72,7 @@ impl Broker {
             topics,
             producer_ids,
             fetch_sessions: FetchSessionCache::new(),
+            groups,
             advertised_host,
             advertised_port,
             shutdown,

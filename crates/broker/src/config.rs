@@ -49,6 +49,8 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     /// Kafka `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
+    /// Kafka `log.cleaner.backoff.ms`: pause between two compaction passes over all logs.
+    pub cleaner_backoff_ms: u64,
     /// Kafka `message.max.bytes`: default for the topic config `max.message.bytes`.
     pub message_max_bytes: i32,
     /// When data reaches the disk: page cache (Kafka's default), every batch, or every N ms.
@@ -57,6 +59,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Upper bound on concurrent client connections.
     pub max_connections: usize,
+    /// Consumer group coordinator and committed offsets.
+    pub groups: crate::group::GroupSettings,
 }
 
 impl Default for BrokerConfig {
@@ -73,10 +77,12 @@ impl Default for BrokerConfig {
             log_retention_ms: 7 * 24 * 3600 * 1000,
             log_retention_bytes: -1,
             retention_check_interval_ms: 300_000,
+            cleaner_backoff_ms: 15_000,
             message_max_bytes: 1_048_588,
             flush: FlushPolicy::PageCache,
             socket_request_max_bytes: sapper_wire::frame::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 10_000,
+            groups: crate::group::GroupSettings::default(),
         }
     }
 }
@@ -96,6 +102,7 @@ pub struct ConfigFile {
     pub log_retention_ms: Option<i64>,
     pub log_retention_bytes: Option<i64>,
     pub retention_check_interval_ms: Option<u64>,
+    pub cleaner_backoff_ms: Option<u64>,
     pub message_max_bytes: Option<i32>,
     /// `page-cache`, `every-batch` or `interval`.
     pub flush: Option<String>,
@@ -143,6 +150,9 @@ pub struct BrokerArgs {
     /// How often retention runs (log.retention.check.interval.ms).
     #[arg(long, env = "SAPPER_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// Pause between compaction passes (log.cleaner.backoff.ms).
+    #[arg(long, env = "SAPPER_CLEANER_BACKOFF_MS")]
+    pub cleaner_backoff_ms: Option<u64>,
     /// Largest record batch accepted by default (message.max.bytes).
     #[arg(long, env = "SAPPER_MESSAGE_MAX_BYTES")]
     pub message_max_bytes: Option<i32>,
@@ -152,6 +162,8 @@ pub struct BrokerArgs {
     /// Interval for --flush interval.
     #[arg(long, env = "SAPPER_FLUSH_INTERVAL_MS")]
     pub flush_interval_ms: Option<u64>,
+    #[command(flatten)]
+    pub groups: crate::group::GroupArgs,
 }
 
 impl BrokerConfig {
@@ -185,6 +197,7 @@ impl BrokerConfig {
             &mut self.retention_check_interval_ms,
             f.retention_check_interval_ms,
         );
+        set(&mut self.cleaner_backoff_ms, f.cleaner_backoff_ms);
         set(&mut self.message_max_bytes, f.message_max_bytes);
         set(&mut self.socket_request_max_bytes, f.socket_request_max_bytes);
         set(&mut self.max_connections, f.max_connections);
@@ -211,10 +224,12 @@ impl BrokerConfig {
             &mut self.retention_check_interval_ms,
             a.retention_check_interval_ms,
         );
+        set(&mut self.cleaner_backoff_ms, a.cleaner_backoff_ms);
         set(&mut self.message_max_bytes, a.message_max_bytes);
         if a.flush.is_some() || a.flush_interval_ms.is_some() {
             self.flush = parse_flush(a.flush.as_deref(), a.flush_interval_ms)?;
         }
+        self.groups.apply_args(&a.groups);
         Ok(())
     }
 
@@ -245,6 +260,9 @@ impl BrokerConfig {
         }
         if self.retention_check_interval_ms == 0 {
             return invalid("retention_check_interval_ms", "must be >= 1");
+        }
+        if self.cleaner_backoff_ms == 0 {
+            return invalid("cleaner_backoff_ms", "must be >= 1");
         }
         Ok(())
     }

@@ -93,6 +93,26 @@ pub async fn dispatch(broker: &Broker, mut frame: Bytes, out: &mut BytesMut) -> 
         ApiKey::CreatePartitions => route!(create_partitions, CreatePartitionsRequest),
         ApiKey::DescribeCluster => route!(describe_cluster, DescribeClusterRequest),
         ApiKey::FindCoordinator => route!(find_coordinator, FindCoordinatorRequest),
+        ApiKey::JoinGroup => {
+            // JoinGroup also records the client id from the header (DescribeGroups shows it).
+            let request: JoinGroupRequest = codec::decode_body(api_key, &mut frame, version)?;
+            let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
+            let response = if supported {
+                handlers::join_group::handle_for_client(broker, request, version, &client_id).await
+            } else {
+                handlers::join_group::error_response(&request, unsupported)
+            };
+            codec::encode_response(out, api_key, version, correlation_id, &response)?;
+        }
+        ApiKey::SyncGroup => route!(sync_group, SyncGroupRequest),
+        ApiKey::Heartbeat => route!(heartbeat, HeartbeatRequest),
+        ApiKey::LeaveGroup => route!(leave_group, LeaveGroupRequest),
+        ApiKey::OffsetCommit => route!(offset_commit, OffsetCommitRequest),
+        ApiKey::OffsetFetch => route!(offset_fetch, OffsetFetchRequest),
+        ApiKey::ListGroups => route!(list_groups, ListGroupsRequest),
+        ApiKey::DescribeGroups => route!(describe_groups, DescribeGroupsRequest),
+        ApiKey::DeleteGroups => route!(delete_groups, DeleteGroupsRequest),
+        ApiKey::OffsetDelete => route!(offset_delete, OffsetDeleteRequest),
         other => return Err(DispatchError::UnsupportedApi(other)),
     }
     Ok(())

@@ -21,6 +21,7 @@ pub mod dispatch;
 mod durable_file;
 pub mod errors;
 pub mod fetch_session;
+pub mod group;
 pub mod handlers;
 pub mod identity;
 pub mod partition;

@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use parking_lot::RwLock;
-use sapper_log::{AppendOptions, AppendOutcome, Log, LogConfig, LogError, ReadResult, TimestampOffset};
+use sapper_log::{
+    AppendOptions, AppendOutcome, CleanStats, Log, LogConfig, LogError, ReadResult, TimestampOffset,
+};
 use tokio::sync::watch;
 
 /// A partition's log plus the notification fetch requests wait on.
@@ -81,6 +83,18 @@ impl Partition {
     /// Runs retention (and age-based rolling); returns deleted segments.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         self.log.write().enforce_retention(now_ms)
+    }
+
+    /// One compaction pass (a no-op unless the topic compacts): planned under the read lock,
+    /// segments read and rewritten with no lock held, swapped in under the write lock, so
+    /// produce and fetch are blocked only for the swap. One caller at a time (the cleaner task).
+    pub fn clean(&self, now_ms: i64) -> Result<CleanStats, LogError> {
+        let plan = self.log.read().plan_clean(now_ms)?;
+        let Some(plan) = plan else {
+            return Ok(CleanStats::default());
+        };
+        let cleaned = plan.execute()?;
+        self.log.write().install_cleaned(cleaned)
     }
 
     pub fn flush(&self) -> Result<(), LogError> {

@@ -23,6 +23,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
     let mut background = JoinSet::new();
     background.spawn(retention_loop(broker.clone()));
+    background.spawn(cleaner_loop(broker.clone()));
+    background.spawn(crate::group::coordinator::run_timers(broker.clone()));
     if let FlushPolicy::IntervalMs(ms) = broker.config.flush {
         background.spawn(flush_loop(broker.clone(), Duration::from_millis(ms)));
     }
@@ -95,6 +97,39 @@ async fn retention_loop(broker: Arc<Broker>) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "retention deleted segments"),
                     Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Log compaction: every `cleaner_backoff_ms`, one pass over each partition of a compacted
+/// topic (`Partition::clean` is a no-op for the others). The heavy work holds no log lock.
+async fn cleaner_loop(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(broker.config.cleaner_backoff_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (topic, partition) in b.topics.all_partitions() {
+                if b.shutdown.is_cancelled() {
+                    return;
+                }
+                match partition.clean(now_ms()) {
+                    Ok(stats) if stats.segments_rewritten + stats.segments_deleted > 0 => tracing::info!(
+                        topic = %topic.name,
+                        partition = partition.index,
+                        rewritten = stats.segments_rewritten,
+                        deleted = stats.segments_deleted,
+                        records_removed = stats.records_removed,
+                        bytes_before = stats.bytes_before,
+                        bytes_after = stats.bytes_after,
+                        "cleaner compacted segments"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "cleaning failed"),
                 }
             }
         })

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use sapper_log::LogConfig;
+use sapper_log::config::{DEFAULT_DELETE_RETENTION_MS, DEFAULT_MIN_CLEANABLE_DIRTY_RATIO};
+use sapper_log::{CleanupPolicy, LogConfig};
 
 use crate::config::BrokerConfig;
 
@@ -25,7 +26,7 @@ pub enum TimestampType {
 #[derive(Debug, Clone, Copy)]
 pub struct ConfigKey {
     pub name: &'static str,
-    /// DescribeConfigs v3 `config_type`: 2 STRING, 3 INT, 5 LONG, 7 LIST.
+    /// DescribeConfigs v3 `config_type`: 2 STRING, 3 INT, 5 LONG, 6 DOUBLE, 7 LIST.
     pub config_type: i8,
     pub documentation: &'static str,
     /// The broker config (Kafka name) that provides its default.
@@ -37,9 +38,32 @@ pub const TOPIC_CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: "cleanup.policy",
         config_type: 7,
-        documentation:
-            "delete: old segments are removed by retention. (compact arrives with log compaction.)",
+        documentation: "delete: old segments are removed by retention; compact: the cleaner keeps the latest record per key; compact,delete: both.",
         broker_synonym: "log.cleanup.policy",
+    },
+    ConfigKey {
+        name: "delete.retention.ms",
+        config_type: 5,
+        documentation: "How long a tombstone (null value) of a compacted topic stays readable, from its timestamp.",
+        broker_synonym: "log.cleaner.delete.retention.ms",
+    },
+    ConfigKey {
+        name: "min.compaction.lag.ms",
+        config_type: 5,
+        documentation: "A record stays uncompacted at least this long.",
+        broker_synonym: "log.cleaner.min.compaction.lag.ms",
+    },
+    ConfigKey {
+        name: "max.compaction.lag.ms",
+        config_type: 5,
+        documentation: "A dirty segment older than this is compacted whatever the dirty ratio.",
+        broker_synonym: "log.cleaner.max.compaction.lag.ms",
+    },
+    ConfigKey {
+        name: "min.cleanable.dirty.ratio",
+        config_type: 6,
+        documentation: "Compact once this share of the log (not counting the active segment) is dirty.",
+        broker_synonym: "log.cleaner.min.cleanable.ratio",
     },
     ConfigKey {
         name: "retention.ms",
@@ -100,6 +124,11 @@ pub struct EffectiveTopicConfig {
     pub max_message_bytes: i32,
     pub timestamp_type: TimestampType,
     pub min_insync_replicas: i32,
+    pub cleanup_policy: CleanupPolicy,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl TopicOverrides {
@@ -113,6 +142,20 @@ impl TopicOverrides {
             };
             validate(name, value)?;
             map.insert(name.to_string(), value.trim().to_string());
+        }
+        let lag = |name: &str, default: i64| {
+            map.get(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(default)
+        };
+        let (min_lag, max_lag) = (
+            lag("min.compaction.lag.ms", 0),
+            lag("max.compaction.lag.ms", i64::MAX),
+        );
+        if min_lag > max_lag {
+            return Err(format!(
+                "conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"
+            ));
         }
         Ok(Self(map))
     }
@@ -137,6 +180,17 @@ impl TopicOverrides {
                 _ => TimestampType::CreateTime,
             },
             min_insync_replicas: long("min.insync.replicas", 1).clamp(1, i64::from(i32::MAX)) as i32,
+            cleanup_policy: self
+                .get("cleanup.policy")
+                .and_then(parse_cleanup_policy)
+                .unwrap_or_default(),
+            delete_retention_ms: long("delete.retention.ms", DEFAULT_DELETE_RETENTION_MS),
+            min_compaction_lag_ms: long("min.compaction.lag.ms", 0),
+            max_compaction_lag_ms: long("max.compaction.lag.ms", i64::MAX),
+            min_cleanable_dirty_ratio: self
+                .get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_MIN_CLEANABLE_DIRTY_RATIO),
         }
     }
 
@@ -155,6 +209,10 @@ impl TopicOverrides {
             "max.message.bytes" => e.max_message_bytes.to_string(),
             "message.timestamp.type" => "CreateTime".to_string(),
             "min.insync.replicas" => e.min_insync_replicas.to_string(),
+            "delete.retention.ms" => e.delete_retention_ms.to_string(),
+            "min.compaction.lag.ms" => e.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => e.max_compaction_lag_ms.to_string(),
+            "min.cleanable.dirty.ratio" => e.min_cleanable_dirty_ratio.to_string(),
             _ => String::new(),
         };
         (value, false)
@@ -170,8 +228,32 @@ impl EffectiveTopicConfig {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             flush: broker.flush,
+            cleanup_policy: self.cleanup_policy,
+            delete_retention_ms: self.delete_retention_ms,
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            max_compaction_lag_ms: self.max_compaction_lag_ms,
+            min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio,
             ..LogConfig::default()
         }
+    }
+}
+
+/// Kafka's `cleanup.policy` list: `delete`, `compact`, or both in either order.
+fn parse_cleanup_policy(value: &str) -> Option<CleanupPolicy> {
+    let mut compact = false;
+    let mut delete = false;
+    for item in value.split(',').map(str::trim) {
+        match item {
+            "compact" => compact = true,
+            "delete" => delete = true,
+            _ => return None,
+        }
+    }
+    match (compact, delete) {
+        (true, true) => Some(CleanupPolicy::CompactDelete),
+        (true, false) => Some(CleanupPolicy::Compact),
+        (false, true) => Some(CleanupPolicy::Delete),
+        (false, false) => None,
     }
 }
 
@@ -194,14 +276,19 @@ fn validate(name: &str, value: &str) -> Result<(), String> {
         }
     };
     match name {
-        "cleanup.policy" => match value {
-            "delete" => Ok(()),
-            "compact" | "compact,delete" | "delete,compact" => Err(format!(
-                "Invalid value {value} for configuration cleanup.policy: compaction is not supported yet"
-            )),
-            _ => Err(format!("Invalid value {value} for configuration cleanup.policy: String must be one of: compact, delete")),
+        "cleanup.policy" => match parse_cleanup_policy(value) {
+            Some(_) => Ok(()),
+            None => Err(format!("Invalid value {value} for configuration cleanup.policy: String must be one of: compact, delete")),
         },
         "retention.ms" | "retention.bytes" => long(-1),
+        "delete.retention.ms" | "min.compaction.lag.ms" => long(0),
+        "max.compaction.lag.ms" => long(1),
+        "min.cleanable.dirty.ratio" => match value.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(format!(
+                "Invalid value {value} for configuration min.cleanable.dirty.ratio: Value must be between 0 and 1"
+            )),
+        },
         "segment.bytes" => int(MIN_SEGMENT_BYTES),
         "segment.ms" => long(1),
         "max.message.bytes" => int(0),
@@ -242,5 +329,60 @@ mod tests {
         assert!(TopicOverrides::parse([("retention.ms", Some("-2"))]).is_err());
         assert!(TopicOverrides::parse([("message.timestamp.type", Some("Now"))]).is_err());
         assert!(TopicOverrides::parse([("retention.ms", None)]).is_err());
+    }
+
+    #[test]
+    fn compaction_configs_are_validated_and_reach_the_log() {
+        for (value, policy) in [
+            ("delete", CleanupPolicy::Delete),
+            ("compact", CleanupPolicy::Compact),
+            ("compact,delete", CleanupPolicy::CompactDelete),
+            ("delete, compact", CleanupPolicy::CompactDelete),
+        ] {
+            let o = TopicOverrides::parse([("cleanup.policy", Some(value))]).unwrap();
+            assert_eq!(
+                o.effective(&BrokerConfig::default()).cleanup_policy,
+                policy,
+                "{value}"
+            );
+        }
+        for bad in ["", "compacted", "compact,,delete"] {
+            assert!(
+                TopicOverrides::parse([("cleanup.policy", Some(bad))]).is_err(),
+                "{bad}"
+            );
+        }
+        let o = TopicOverrides::parse([
+            ("cleanup.policy", Some("compact")),
+            ("delete.retention.ms", Some("100")),
+            ("min.compaction.lag.ms", Some("5")),
+            ("max.compaction.lag.ms", Some("50")),
+            ("min.cleanable.dirty.ratio", Some("0.01")),
+        ])
+        .unwrap();
+        let broker = BrokerConfig::default();
+        let log = o.effective(&broker).log_config(&broker);
+        assert_eq!(log.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(
+            (
+                log.delete_retention_ms,
+                log.min_compaction_lag_ms,
+                log.max_compaction_lag_ms
+            ),
+            (100, 5, 50)
+        );
+        assert_eq!(log.min_cleanable_dirty_ratio, 0.01);
+        let defaults = TopicOverrides::default().effective(&broker).log_config(&broker);
+        assert_eq!(defaults.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(defaults.delete_retention_ms, 86_400_000);
+        assert!(TopicOverrides::parse([("min.cleanable.dirty.ratio", Some("1.5"))]).is_err());
+        assert!(TopicOverrides::parse([("max.compaction.lag.ms", Some("0"))]).is_err());
+        assert!(TopicOverrides::parse([("delete.retention.ms", Some("-1"))]).is_err());
+        assert!(TopicOverrides::parse([
+            ("min.compaction.lag.ms", Some("10")),
+            ("max.compaction.lag.ms", Some("5")),
+        ])
+        .unwrap_err()
+        .contains("conflict"));
     }
 }

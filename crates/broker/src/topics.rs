@@ -164,6 +164,21 @@ impl TopicRegistry {
         topics
     }
 
+    /// Runs a topic change (create, grow, delete) on the blocking thread pool.
+    ///
+    /// Opening or deleting thousands of partition logs takes seconds of file-system work and
+    /// changes are serialized by a lock; on an async worker that would stall every other
+    /// client on that thread.
+    pub async fn change<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&TopicRegistry) -> Result<T, TopicError> + Send + 'static,
+    ) -> Result<T, TopicError> {
+        let registry = self.clone();
+        tokio::task::spawn_blocking(move || f(&registry))
+            .await
+            .map_err(|e| TopicError::Storage(format!("topic change task failed: {e}")))?
+    }
+
     /// Creates a topic with `partitions` partitions (already validated by the caller).
     pub fn create(
         &self,

@@ -4,9 +4,11 @@
 //! Nothing here touches the disk, so it is tested without one.
 
 use crate::batch::{self, BatchError, BatchIter};
+use crate::codec;
 use crate::error::LogError;
 use crate::log::AppendOptions;
 use crate::producer_state::{BatchMeta, ProducerStateManager, SequenceCheck};
+use crate::records;
 
 /// One validated incoming batch, before offsets are assigned.
 #[derive(Debug, Clone, Copy)]
@@ -80,14 +82,20 @@ pub(crate) fn check_producers(
 }
 
 /// Validates each batch of a produce request (CRC, header, and that the record count agrees
-/// with `lastOffsetDelta`, as it must for a batch fresh from a producer).
-pub(crate) fn validate(batches: &[u8]) -> Result<Vec<Incoming>, LogError> {
+/// with `lastOffsetDelta`, as it must for a batch fresh from a producer). With `require_keys`
+/// (a compacted topic) every record must have a key, which means walking the records and
+/// decompressing compressed batches: acceptable for compacted topics only, which are
+/// low-volume, and what Kafka does too.
+pub(crate) fn validate(batches: &[u8], require_keys: bool) -> Result<Vec<Incoming>, LogError> {
     let mut incoming = Vec::new();
     for view in BatchIter::validated(batches) {
         let view = view?;
         let records = view.records_count();
         if records == 0 || i64::from(records) != i64::from(view.last_offset_delta()) + 1 {
             return Err(BatchError::Inconsistent("record count does not match lastOffsetDelta").into());
+        }
+        if require_keys && !view.is_control() {
+            check_keys(&view)?;
         }
         incoming.push(Incoming {
             size: view.size(),
@@ -112,6 +120,18 @@ pub(crate) fn validate(batches: &[u8]) -> Result<Vec<Incoming>, LogError> {
         .into());
     }
     Ok(incoming)
+}
+
+/// Fails with [`BatchError::MissingKey`] if a record of `view` has no key.
+fn check_keys(view: &crate::batch::BatchView<'_>) -> Result<(), BatchError> {
+    let body = codec::records_of(view)?;
+    for record in records::raw_records(&body, view.records_count()) {
+        let record = record.map_err(BatchError::MalformedRecords)?;
+        if record.key.is_none() {
+            return Err(BatchError::MissingKey);
+        }
+    }
+    Ok(())
 }
 
 /// The producer-state record of an accepted batch written at `first_offset`.
@@ -147,20 +167,40 @@ mod tests {
     fn validate_reads_every_batch_and_rejects_bad_ones() {
         let mut request = simple_batch(3, 1, b"a");
         request.extend(batch_with_producer(2, 9, b"b", 4, 1, 10));
-        let incoming = validate(&request).unwrap();
+        let incoming = validate(&request, false).unwrap();
         assert_eq!(incoming.len(), 2);
         assert_eq!((incoming[0].offset_span, incoming[0].producer), (3, None));
         assert_eq!(incoming[1].producer, Some((4, 1, 10, 11)));
         request.push(0);
-        assert!(matches!(validate(&request), Err(LogError::CorruptBatch(_))));
-        assert!(matches!(validate(&[]), Err(LogError::CorruptBatch(_))));
+        assert!(matches!(
+            validate(&request, false),
+            Err(LogError::CorruptBatch(_))
+        ));
+        assert!(matches!(validate(&[], false), Err(LogError::CorruptBatch(_))));
+    }
+
+    #[test]
+    fn compacted_topics_require_a_key_on_every_record() {
+        let keyless = simple_batch(2, 1, b"a");
+        assert!(validate(&keyless, false).is_ok());
+        assert!(matches!(
+            validate(&keyless, true),
+            Err(LogError::CorruptBatch(BatchError::MissingKey))
+        ));
+        for codec in [
+            kafka_protocol::records::Compression::None,
+            kafka_protocol::records::Compression::Lz4,
+        ] {
+            let keyed = crate::cleaner::testing::keyed_batch(&[(b"k", Some(b"v")), (b"j", None)], 5, codec);
+            assert!(validate(&keyed, true).is_ok(), "{codec:?}");
+        }
     }
 
     #[test]
     fn later_batches_are_checked_against_earlier_ones() {
         let mut request = batch_with_producer(2, 0, b"x", 4, 0, 0);
         request.extend(batch_with_producer(1, 0, b"x", 4, 0, 2));
-        let incoming = validate(&request).unwrap();
+        let incoming = validate(&request, false).unwrap();
         let state = ProducerStateManager::new();
         let verdict = check_producers(&state, &incoming, 10, &OPTS).unwrap();
         let updated = verdict.updated_state.unwrap();

@@ -65,6 +65,12 @@ pub enum BatchError {
     /// Header fields that contradict each other (record count, offset delta, codec).
     #[error("record batch header is inconsistent: {0}")]
     Inconsistent(&'static str),
+    /// The records cannot be read: a codec failed or a record is malformed.
+    #[error("record batch records are malformed: {0}")]
+    MalformedRecords(&'static str),
+    /// A record without a key was produced to a compacted topic (Kafka's wording).
+    #[error("Compacted topic cannot accept message without key")]
+    MissingKey,
 }
 
 /// Compression codec named in a batch's attributes.
@@ -312,6 +318,52 @@ pub fn set_log_append_time(bytes: &mut [u8], now_ms: i64) {
     if let Some(dst) = bytes.get_mut(CRC..CRC + 4) {
         dst.copy_from_slice(&crc.to_be_bytes());
     }
+}
+
+/// A copy of `original` holding `body` (already compressed with the batch's codec) as its
+/// `records_count` records, with `max_timestamp`, and a recomputed CRC. Every other header
+/// field, `baseOffset`, `baseTimestamp`, `lastOffsetDelta` and `baseSequence` included, is kept:
+/// records keep their offset and timestamp deltas, and an idempotent producer's last sequence
+/// stays what it was (as Kafka's cleaner does).
+pub(crate) fn with_records(
+    original: &BatchView<'_>,
+    records_count: i32,
+    max_timestamp: i64,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
+    out.extend_from_slice(original.as_bytes().get(..HEADER_SIZE).unwrap_or_default());
+    out.extend_from_slice(body);
+    let length = i32::try_from(out.len().saturating_sub(LOG_OVERHEAD)).unwrap_or(i32::MAX);
+    let mut put = |at: usize, field: &[u8]| {
+        if let Some(dst) = out.get_mut(at..at + field.len()) {
+            dst.copy_from_slice(field);
+        }
+    };
+    put(BATCH_LENGTH, &length.to_be_bytes());
+    put(RECORDS_COUNT, &records_count.to_be_bytes());
+    put(MAX_TIMESTAMP, &max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(out.get(ATTRIBUTES..).unwrap_or_default());
+    if let Some(dst) = out.get_mut(CRC..CRC + 4) {
+        dst.copy_from_slice(&crc.to_be_bytes());
+    }
+    out
+}
+
+/// `original` with no records left: its header (offset span, timestamps, producer fields)
+/// uncompressed and with a zero record count, as Kafka writes the empty batches its cleaner
+/// keeps. Consumers skip it and move past its last offset.
+pub(crate) fn emptied(original: &BatchView<'_>) -> Vec<u8> {
+    let mut out = with_records(original, 0, original.max_timestamp(), &[]);
+    let attributes = original.attributes() & !COMPRESSION_MASK;
+    if let Some(dst) = out.get_mut(ATTRIBUTES..ATTRIBUTES + 2) {
+        dst.copy_from_slice(&attributes.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(out.get(ATTRIBUTES..).unwrap_or_default());
+    if let Some(dst) = out.get_mut(CRC..CRC + 4) {
+        dst.copy_from_slice(&crc.to_be_bytes());
+    }
+    out
 }
 
 /// Test and tooling helpers that build valid batches without a Kafka client.

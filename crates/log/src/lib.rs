@@ -21,16 +21,21 @@
 //! - `recovery`: opening a directory (what to trust, what to re-validate), with the
 //!   `checkpoint` file and `durable` (atomic file replacement) helpers.
 //! - `retention`: the pure decision of which old segments to delete.
+//! - [`cleaner`]: log compaction (`cleanup.policy=compact`) in three phases that never hold
+//!   the log's lock while reading or writing segments; `codec` opens compressed batches for it
+//!   and for the key check of compacted topics.
 //!
 //! See `docs/log-format.md` for the on-disk format and its recovery story.
 
 pub mod batch;
+pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod producer_state;
 
 mod admission;
 mod checkpoint;
+mod codec;
 mod durable;
 mod log;
 mod lookup;
@@ -42,6 +47,7 @@ mod scan;
 mod segment;
 mod time_index;
 
-pub use config::{FlushPolicy, LogConfig};
+pub use cleaner::{CleanPlan, CleanStats, CleanedSegments};
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::LogError;
 pub use log::{AppendInfo, AppendOptions, AppendOutcome, Log, ReadResult, TimestampOffset};

@@ -1,11 +1,13 @@
 //! [`Log`]: the public handle on one partition's log directory. It owns the ordered segments,
 //! the log start offset, the recovery point and the producer state, and keeps their invariants:
-//! - offsets are dense: each batch's base offset is the previous batch's last offset + 1;
+//! - offsets are dense: each batch's base offset is the previous batch's last offset + 1 (in a
+//!   compacted log, `allow_gaps`, they only increase: the cleaner removes records and batches);
 //! - there is always at least one segment, the last one is the active one, and only it grows;
 //! - a segment never holds a partial batch (a failed write is cut back and the log goes offline);
 //! - `log_start_offset` lies between the first segment's base offset and the log end offset.
 //!
-//! Reads and lookups live in `lookup`; opening and recovery in `recovery`.
+//! Reads and lookups live in `lookup`; opening and recovery in `recovery`; compaction in
+//! `cleaner`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::admission::{self, Incoming};
 use crate::batch;
 use crate::checkpoint::Checkpoint;
+use crate::cleaner;
 use crate::config::{FlushPolicy, LogConfig};
 use crate::durable;
 use crate::error::LogError;
@@ -88,6 +91,16 @@ pub struct Log {
     recovery_point: i64,
     producer_state: ProducerStateManager,
     offline: bool,
+    /// Offsets may have gaps: the policy compacts, or the cleaner has run on this log (its
+    /// checkpoint file exists), so recovery and truncation must not treat gaps as damage.
+    pub(crate) allow_gaps: bool,
+    /// The cleaner's first dirty offset: everything below was compacted by an earlier pass.
+    pub(crate) first_dirty_offset: i64,
+    /// The batch timestamp of the oldest tombstone the cleaner kept, if any.
+    pub(crate) oldest_tombstone_ms: Option<i64>,
+    /// Bumped by every truncation: a cleaning pass planned before one must not swap its result
+    /// in after it.
+    pub(crate) truncations: u64,
     /// Test hook: the next write stores only this many bytes and then fails.
     #[cfg(test)]
     pub(crate) fail_next_write_after: Option<usize>,
@@ -98,7 +111,9 @@ impl Log {
     pub fn open(dir: impl Into<PathBuf>, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(LogError::io(&dir, "create log directory"))?;
-        let recovered = recovery::recover(&dir, config.index_interval_bytes, now_ms)
+        let cleaner_checkpoint = cleaner::read_checkpoint(&dir);
+        let allow_gaps = config.cleanup_policy.compacts() || cleaner_checkpoint.is_some();
+        let recovered = recovery::recover(&dir, config.index_interval_bytes, now_ms, allow_gaps)
             .map_err(LogError::io(&dir, "recover log"))?;
         let mut log = Log {
             dir,
@@ -108,6 +123,10 @@ impl Log {
             recovery_point: 0,
             producer_state: recovered.producer_state,
             offline: false,
+            allow_gaps,
+            first_dirty_offset: cleaner_checkpoint.map_or(i64::MIN, |c| c.first_dirty_offset),
+            oldest_tombstone_ms: cleaner_checkpoint.and_then(|c| c.oldest_tombstone_ms),
+            truncations: 0,
             #[cfg(test)]
             fail_next_write_after: None,
         };
@@ -140,6 +159,7 @@ impl Log {
     }
 
     pub fn set_config(&mut self, config: LogConfig) {
+        self.allow_gaps |= config.cleanup_policy.compacts();
         self.config = config;
     }
 
@@ -161,7 +181,7 @@ impl Log {
             .expect("a log always has an active segment")
     }
 
-    fn ensure_online(&self) -> Result<(), LogError> {
+    pub(crate) fn ensure_online(&self) -> Result<(), LogError> {
         if self.offline {
             return Err(LogError::Offline {
                 dir: self.dir.clone(),
@@ -172,7 +192,7 @@ impl Log {
 
     /// Takes the log offline if `result` is an I/O failure: after one, memory and disk may
     /// disagree, so the log refuses writes until reopened.
-    fn guard<T>(&mut self, result: Result<T, LogError>) -> Result<T, LogError> {
+    pub(crate) fn guard<T>(&mut self, result: Result<T, LogError>) -> Result<T, LogError> {
         if let Err(LogError::Io { op, source, .. }) = &result {
             tracing::error!(dir = %self.dir.display(), op, error = %source, "log I/O failed; taking log offline");
             self.offline = true;
@@ -184,7 +204,7 @@ impl Log {
     /// request. See the crate docs for validation, producer checks, rolling and indexing.
     pub fn append(&mut self, batches: &mut [u8], opts: &AppendOptions) -> Result<AppendOutcome, LogError> {
         self.ensure_online()?;
-        let incoming = admission::validate(batches)?;
+        let incoming = admission::validate(batches, self.config.cleanup_policy.compacts())?;
         let base_offset = self.log_end_offset();
         let verdict = admission::check_producers(&self.producer_state, &incoming, base_offset, opts)?;
         if let Some((first, last)) = verdict.duplicate {
@@ -304,7 +324,8 @@ impl Log {
 
     /// Deletes whole non-active segments past `retention.ms` (by largest timestamp), beyond
     /// `retention.bytes`, or below the log start offset, and first rolls an active segment
-    /// older than `segment.ms`. Returns how many segments were deleted.
+    /// older than `segment.ms`. Returns how many segments were deleted. A `compact`-only log
+    /// is only rolled (the cleaner needs non-active segments); nothing is deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
         self.ensure_online()?;
         let result = self.enforce_retention_inner(now_ms);
@@ -314,6 +335,9 @@ impl Log {
     fn enforce_retention_inner(&mut self, now_ms: i64) -> Result<usize, LogError> {
         if !self.active().is_empty() && self.segment_expired(now_ms) {
             self.roll()?;
+        }
+        if !self.config.cleanup_policy.deletes() {
+            return Ok(0);
         }
         let summaries: Vec<SegmentSummary> = self
             .segments
@@ -397,6 +421,7 @@ impl Log {
     fn truncate_inner(&mut self, offset: i64) -> Result<(), LogError> {
         let dir = self.dir.clone();
         let io = |op| LogError::io(&dir, op);
+        self.truncations += 1;
         // Below the log start offset nothing is kept (Kafka's truncateFullyAndStartAt).
         let doomed: Vec<i64> = if offset < self.log_start_offset {
             self.segments.keys().copied().collect()
@@ -409,9 +434,10 @@ impl Log {
             }
         }
         let interval = self.config.index_interval_bytes;
+        let allow_gaps = self.allow_gaps;
         match self.segments.values_mut().next_back() {
             Some(active) => active
-                .truncate_to(offset, interval)
+                .truncate_to(offset, interval, allow_gaps)
                 .map_err(io("truncate segment"))?,
             None => {
                 self.segments.insert(
@@ -479,7 +505,7 @@ impl Log {
         fs::remove_dir_all(&self.dir).map_err(LogError::io(&self.dir, "delete log directory"))
     }
 
-    fn write_checkpoint(&self, clean_shutdown: bool) -> Result<(), LogError> {
+    pub(crate) fn write_checkpoint(&self, clean_shutdown: bool) -> Result<(), LogError> {
         let active = self.active();
         Checkpoint::new(
             self.log_start_offset,

@@ -43,6 +43,80 @@ pub(crate) fn offset_of_max_timestamp(view: &BatchView<'_>) -> i64 {
     first_record_at_or_after(view, view.max_timestamp()).0
 }
 
+/// One record as stored inside a batch's (decompressed) records, with the fields compaction
+/// looks at. `bytes` is the whole record, length prefix included, so it can be copied as is
+/// into a batch with the same base offset and base timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawRecord<'a> {
+    pub bytes: &'a [u8],
+    pub timestamp_delta: i64,
+    pub offset_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub has_value: bool,
+}
+
+/// The `count` records in `body` (a batch's records, decompressed). Yields an error, once, for
+/// a malformed record and then stops; fewer records than `count` is an error too.
+pub(crate) fn raw_records(
+    body: &[u8],
+    count: i32,
+) -> impl Iterator<Item = Result<RawRecord<'_>, &'static str>> {
+    let mut rest = body;
+    let mut left = count.max(0);
+    std::iter::from_fn(move || {
+        if left <= 0 {
+            return None;
+        }
+        left -= 1;
+        let parsed = parse_raw(rest);
+        match parsed {
+            Some((record, after)) => {
+                rest = after;
+                Some(Ok(record))
+            }
+            None => {
+                left = 0;
+                Some(Err("malformed record"))
+            }
+        }
+    })
+}
+
+/// Parses the record at the front of `bytes`; returns it and the bytes after it.
+fn parse_raw(bytes: &[u8]) -> Option<(RawRecord<'_>, &[u8])> {
+    let (len, rest) = read_varlong(bytes)?;
+    let len = usize::try_from(len).ok()?;
+    let prefix = bytes.len() - rest.len();
+    let whole = bytes.get(..prefix + len)?;
+    let after = bytes.get(prefix + len..)?;
+    let body = rest.get(..len)?;
+    let (_attributes, body) = body.split_first()?;
+    let (timestamp_delta, body) = read_varlong(body)?;
+    let (offset_delta, body) = read_varlong(body)?;
+    let (key, body) = read_nullable(body)?;
+    let (value, _headers) = read_nullable(body)?;
+    Some((
+        RawRecord {
+            bytes: whole,
+            timestamp_delta,
+            offset_delta,
+            key,
+            has_value: value.is_some(),
+        },
+        after,
+    ))
+}
+
+/// A varint-length-prefixed byte string; length -1 is null.
+fn read_nullable(bytes: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
+    let (len, rest) = read_varlong(bytes)?;
+    if len < 0 {
+        return Some((None, rest));
+    }
+    let len = usize::try_from(len).ok()?;
+    Some((Some(rest.get(..len)?), rest.get(len..)?))
+}
+
 struct RecordTimestamps<'a> {
     rest: &'a [u8],
     left: i32,
@@ -163,6 +237,25 @@ mod tests {
         let view = BatchView::parse_validated(&bytes).unwrap();
         assert_eq!(first_record_at_or_after(&view, 900), (4, 1_000));
         assert_eq!(offset_of_max_timestamp(&view), 4);
+    }
+
+    #[test]
+    fn raw_records_expose_keys_values_and_exact_bytes() {
+        let bytes = crate::batch::testing::simple_batch(2, 7, b"val");
+        let body = &bytes[HEADER_SIZE..];
+        let records: Vec<_> = raw_records(body, 2).map(Result::unwrap).collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            (records[1].offset_delta, records[1].key, records[1].has_value),
+            (1, None, true)
+        );
+        let joined: Vec<u8> = records.iter().flat_map(|r| r.bytes.iter().copied()).collect();
+        assert_eq!(joined, body);
+        assert!(
+            raw_records(body, 3).any(|r| r.is_err()),
+            "count beyond the records"
+        );
+        assert!(raw_records(&body[..body.len() - 1], 2).any(|r| r.is_err()));
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! and rebuild the producer state.
 //!
 //! Recovery story (see also `docs/log-format.md`):
-//! - Stray `.tmp` files (an interrupted atomic write) and index files without a `.log` are
-//!   deleted.
+//! - Stray `.tmp` files (an interrupted atomic write), `.log.cleaned` files (an interrupted
+//!   cleaning pass) and index files without a `.log` are deleted.
 //! - After a clean shutdown (checkpoint flag set), index files are trusted when they agree with
 //!   their segment; only the active segment's tail (the batches after its last index entry)
 //!   is re-validated.
 //! - Otherwise every segment from the one holding the recovery point onwards is re-validated
-//!   batch by batch (CRC, header, dense offsets) and its indexes rebuilt; older segments only
+//!   batch by batch (CRC, header, dense offsets; only increasing ones in a compacted log) and
+//!   its indexes rebuilt; older segments only
 //!   get their indexes rebuilt if the files are missing or disagree.
 //! - The first segment cut short by validation ends the log: all later segments are deleted.
 //! - Producer state: the newest snapshot at or below the log end offset, then the batches
@@ -25,7 +26,7 @@ use crate::checkpoint::Checkpoint;
 use crate::durable::{self, TMP_SUFFIX};
 use crate::producer_state::{BatchMeta, ProducerStateManager};
 use crate::scan::{self, DEFAULT_CHUNK};
-use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{self, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 
 /// What a log directory holds once recovered.
 #[derive(Debug)]
@@ -37,7 +38,16 @@ pub(crate) struct Recovered {
 
 /// Recovers the log in `dir` (which must exist). Every segment that was re-validated is
 /// fsynced, so the whole recovered log is durable when this returns.
-pub(crate) fn recover(dir: &Path, index_interval: u32, now_ms: i64) -> io::Result<Recovered> {
+///
+/// With `allow_gaps` (a compacted log: the policy compacts or the cleaner has run), offsets
+/// need only increase, inside and between segments; a segment that ends before the next one
+/// begins is a compaction gap. Overlaps are corruption either way.
+pub(crate) fn recover(
+    dir: &Path,
+    index_interval: u32,
+    now_ms: i64,
+    allow_gaps: bool,
+) -> io::Result<Recovered> {
     let checkpoint = Checkpoint::read(dir);
     let bases = clean_directory(dir)?;
     let clean = checkpoint.as_ref().is_some_and(|c| c.clean_shutdown);
@@ -56,17 +66,24 @@ pub(crate) fn recover(dir: &Path, index_interval: u32, now_ms: i64) -> io::Resul
         let next_base = bases.get(i + 1).copied();
         let mut seg = Segment::open(dir, base)?;
         let trusted = if clean {
-            seg.load_indexes(next_base) && (next_base.is_some() || seg.check_tail()?)
+            seg.load_indexes(next_base) && (next_base.is_some() || seg.check_tail(allow_gaps)?)
         } else {
             base < first_to_validate && seg.load_indexes(next_base)
         };
         let mut ends_log = false;
         if !trusted {
-            ends_log = seg.recover(index_interval)?;
+            ends_log = seg.recover(index_interval, allow_gaps)?;
             seg.sync_data()?;
             seg.persist_indexes(true)?;
         }
-        if next_base.is_some_and(|n| n != seg.next_offset()) {
+        let disagrees = |n: i64| {
+            if allow_gaps {
+                n < seg.next_offset()
+            } else {
+                n != seg.next_offset()
+            }
+        };
+        if next_base.is_some_and(disagrees) {
             ends_log = true;
         }
         segments.insert(base, seg);
@@ -120,7 +137,7 @@ fn clean_directory(dir: &Path) -> io::Result<Vec<i64>> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(TMP_SUFFIX) {
+        if name.ends_with(TMP_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
             durable::remove_if_exists(&entry.path())?;
         } else if let Some(base) = segment::parse_file_name(name, LOG_SUFFIX) {
             logs.push(base);

@@ -23,6 +23,8 @@ use crate::time_index::TimeIndex;
 pub(crate) const LOG_SUFFIX: &str = ".log";
 pub(crate) const INDEX_SUFFIX: &str = ".index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+/// A segment rewritten by the cleaner, before it replaces the `.log` (deleted when the log opens).
+pub(crate) const CLEANED_SUFFIX: &str = ".log.cleaned";
 
 /// Largest segment we create: index positions are `u32`, and Kafka caps `segment.bytes` at
 /// `i32::MAX` too.
@@ -88,6 +90,12 @@ impl Segment {
         Ok(Self::with_file(dir, base_offset, file, size))
     }
 
+    /// A segment over `file`, a cleaned copy that will be renamed to this segment's `.log`;
+    /// its indexes are unknown until [`Segment::recover`] runs.
+    pub fn over_cleaned(dir: &Path, base_offset: i64, file: File, size: u64) -> Self {
+        Self::with_file(dir, base_offset, file, size)
+    }
+
     fn with_file(dir: &Path, base_offset: i64, file: File, size: u64) -> Self {
         Self {
             base_offset,
@@ -127,6 +135,11 @@ impl Segment {
     }
     pub fn set_first_append_ms(&mut self, ms: Option<i64>) {
         self.first_append_ms = ms;
+    }
+    /// After compaction a segment still covers the offsets up to its original end, even when
+    /// its last batches were removed.
+    pub fn set_next_offset(&mut self, next_offset: i64) {
+        self.next_offset = self.next_offset.max(next_offset);
     }
 
     /// The largest timestamp and the base offset of the batch holding it; `None` if empty.
@@ -228,10 +241,10 @@ impl Segment {
         self.indexes_durable = false;
     }
 
-    /// Re-validates every batch (CRC, header, and that offsets are dense from the base offset),
-    /// rebuilds the indexes, and cuts the file at the first invalid or torn batch. Returns
-    /// whether anything was cut.
-    pub fn recover(&mut self, index_interval: u32) -> io::Result<bool> {
+    /// Re-validates every batch (CRC, header, and that offsets are dense from the base offset,
+    /// or only increasing with `allow_gaps`, for compacted logs), rebuilds the indexes, and
+    /// cuts the file at the first invalid or torn batch. Returns whether anything was cut.
+    pub fn recover(&mut self, index_interval: u32, allow_gaps: bool) -> io::Result<bool> {
         self.reset_indexes();
         let mut bad_at = None;
         let end = scan::scan(
@@ -241,8 +254,12 @@ impl Segment {
             true,
             DEFAULT_CHUNK,
             |pos, view| {
-                let dense = view.base_offset() == self.next_offset;
-                if !dense || view.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET {
+                let ordered = if allow_gaps {
+                    view.base_offset() >= self.next_offset
+                } else {
+                    view.base_offset() == self.next_offset
+                };
+                if !ordered || view.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET {
                     bad_at = Some(pos);
                     return ControlFlow::Break(());
                 }
@@ -304,7 +321,8 @@ impl Segment {
     /// For the active segment after a clean shutdown: validates the batches after the last
     /// index entry (cheap: at most about `index.interval.bytes`) and learns the next offset.
     /// Returns false if the tail is not a run of valid batches ending exactly at the file end.
-    pub fn check_tail(&mut self) -> io::Result<bool> {
+    /// With `allow_gaps` (compacted logs) offsets need only increase.
+    pub fn check_tail(&mut self, allow_gaps: bool) -> io::Result<bool> {
         if self.size == 0 {
             self.next_offset = self.base_offset;
             return Ok(true);
@@ -318,7 +336,12 @@ impl Segment {
         let mut seen_any = false;
         let mut dense = true;
         let end = scan::scan(&self.file, start, self.size, true, DEFAULT_CHUNK, |_, view| {
-            if view.base_offset() != expected {
+            let ordered = if allow_gaps {
+                view.base_offset() >= expected
+            } else {
+                view.base_offset() == expected
+            };
+            if !ordered {
                 dense = false;
                 return ControlFlow::Break(());
             }
@@ -392,11 +415,11 @@ impl Segment {
     }
 
     /// Removes every batch at and after the one containing `offset`, rebuilding the indexes.
-    pub fn truncate_to(&mut self, offset: i64, index_interval: u32) -> io::Result<()> {
+    pub fn truncate_to(&mut self, offset: i64, index_interval: u32, allow_gaps: bool) -> io::Result<()> {
         if let Some(pos) = self.find_position(offset, index_interval)? {
             self.truncate_bytes(pos)?;
         }
-        self.recover(index_interval)?;
+        self.recover(index_interval, allow_gaps)?;
         Ok(())
     }
 
@@ -459,13 +482,13 @@ mod tests {
 
         let mut reopened = Segment::open(dir.path(), 10).unwrap();
         assert!(reopened.load_indexes(None));
-        assert!(reopened.check_tail().unwrap());
+        assert!(reopened.check_tail(false).unwrap());
         assert_eq!(reopened.next_offset(), 50);
         assert_eq!((&reopened.offset_index, &reopened.time_index), (&oi, &ti));
         assert_eq!(reopened.max_timestamp(), Some((1_019, 48)));
 
         let mut rebuilt = Segment::open(dir.path(), 10).unwrap();
-        assert!(!rebuilt.recover(200).unwrap());
+        assert!(!rebuilt.recover(200, false).unwrap());
         assert_eq!(rebuilt.offset_index, oi);
         assert_eq!(rebuilt.max_timestamp(), Some((1_019, 48)));
     }
@@ -477,7 +500,16 @@ mod tests {
         append(&mut seg, &batch_at(0, 3, 5));
         let good = seg.size();
         append(&mut seg, &batch_at(7, 1, 5)); // gap: 3 expected
-        assert!(seg.recover(200).unwrap());
+        let all = seg.size();
+        assert!(
+            !seg.recover(200, true).unwrap(),
+            "a forward gap is fine in a compacted log"
+        );
+        assert_eq!((seg.size(), seg.next_offset()), (all, 8));
+        assert!(seg.recover(200, false).unwrap());
+        assert_eq!((seg.size(), seg.next_offset()), (good, 3));
+        append(&mut seg, &batch_at(1, 1, 5)); // overlap: never fine
+        assert!(seg.recover(200, true).unwrap());
         assert_eq!((seg.size(), seg.next_offset()), (good, 3));
     }
 
@@ -488,7 +520,7 @@ mod tests {
         append(&mut seg, &batch_at(0, 3, 5));
         let first = seg.size();
         append(&mut seg, &batch_at(3, 3, 9));
-        seg.truncate_to(4, 200).unwrap();
+        seg.truncate_to(4, 200, false).unwrap();
         assert_eq!((seg.size(), seg.next_offset()), (first, 3));
         assert_eq!(seg.max_timestamp(), Some((5, 0)));
     }

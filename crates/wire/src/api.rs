@@ -51,6 +51,17 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeCluster, 0, 1),
     // Answers "this broker" for groups; librdkafka also enables LZ4 only when it is advertised.
     api(ApiKey::FindCoordinator, 0, 4),
+    // Classic consumer groups and committed offsets (crates/broker/src/group).
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 5),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The supported range for `key`, if we serve it at all.

@@ -27,27 +27,26 @@ pub async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16)
         .filter(|t| !seen.insert(t.name.0.to_string()))
         .map(|t| t.name.0.to_string())
         .collect();
-    let topics = request
-        .topics
-        .iter()
-        .map(|t| {
-            if duplicates.contains(t.name.0.as_str()) {
-                return failed(
-                    t,
-                    ResponseError::InvalidRequest,
-                    format!(
-                        "Create topics request from client contains multiple entries for topic {}",
-                        t.name.0
-                    ),
-                );
-            }
-            create_one(broker, t, request.validate_only, version)
-        })
-        .collect();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in &request.topics {
+        let result = if duplicates.contains(t.name.0.as_str()) {
+            failed(
+                t,
+                ResponseError::InvalidRequest,
+                format!(
+                    "Create topics request from client contains multiple entries for topic {}",
+                    t.name.0
+                ),
+            )
+        } else {
+            create_one(broker, t, request.validate_only, version).await
+        };
+        topics.push(result);
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-fn create_one(
+async fn create_one(
     broker: &Broker,
     t: &CreatableTopic,
     validate_only: bool,
@@ -79,7 +78,12 @@ fn create_one(
     let (id, result_overrides) = if validate_only {
         (uuid::Uuid::nil(), overrides)
     } else {
-        match broker.topics.create(name, partitions, overrides) {
+        let owned_name = name.to_string();
+        match broker
+            .topics
+            .change(move |topics| topics.create(&owned_name, partitions, overrides))
+            .await
+        {
             Ok(topic) => (topic.id, topic.overrides.clone()),
             Err(TopicError::AlreadyExists(_)) => {
                 return failed(

@@ -22,28 +22,32 @@ pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16)
             .map(|n| (Some(n.clone()), Uuid::nil()))
             .collect()
     };
-    let responses: Vec<DeletableTopicResult> = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let topic = match &name {
-                Some(n) => broker.topics.get(n),
-                None => broker.topics.get_by_id(id),
+    let mut responses: Vec<DeletableTopicResult> = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let topic = match &name {
+            Some(n) => broker.topics.get(n),
+            None => broker.topics.get_by_id(id),
+        };
+        let Some(topic) = topic else {
+            let code = if name.is_some() {
+                ResponseError::UnknownTopicOrPartition
+            } else {
+                ResponseError::UnknownTopicId
             };
-            let Some(topic) = topic else {
-                let code = if name.is_some() {
-                    ResponseError::UnknownTopicOrPartition
-                } else {
-                    ResponseError::UnknownTopicId
-                };
-                return DeletableTopicResult::default()
+            responses.push(
+                DeletableTopicResult::default()
                     .with_name(name)
                     .with_topic_id(id)
-                    .with_error_code(code.code());
-            };
-            let result = DeletableTopicResult::default()
-                .with_name(Some(TopicName(str_bytes(topic.name.to_string()))))
-                .with_topic_id(topic.id);
-            match broker.topics.delete(&topic.name) {
+                    .with_error_code(code.code()),
+            );
+            continue;
+        };
+        let result = DeletableTopicResult::default()
+            .with_name(Some(TopicName(str_bytes(topic.name.to_string()))))
+            .with_topic_id(topic.id);
+        let doomed = topic.name.clone();
+        responses.push(
+            match broker.topics.change(move |topics| topics.delete(&doomed)).await {
                 Ok(_) => {
                     tracing::info!(topic = %topic.name, "deleted topic");
                     result
@@ -51,9 +55,9 @@ pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16)
                 Err(e) => result
                     .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                     .with_error_message(Some(str_bytes(e.to_string()))),
-            }
-        })
-        .collect();
+            },
+        );
+    }
     let responses = responses
         .into_iter()
         .map(|mut r: DeletableTopicResult| {

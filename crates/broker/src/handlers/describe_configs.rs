@@ -10,7 +10,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
-use crate::topic_config::TOPIC_CONFIG_KEYS;
+use crate::topic_config::{TopicOverrides, TOPIC_CONFIG_KEYS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -46,7 +46,8 @@ pub async fn handle(
                         .iter()
                         .map(|key| {
                             let (value, set) = topic.overrides.describe(key, &broker.config);
-                            let default = broker_default(&broker.config, key.broker_synonym);
+                            // The broker-level default is what the topic would use with no override.
+                            let (default, _) = TopicOverrides::default().describe(key, &broker.config);
                             let mut synonyms = Vec::new();
                             if set {
                                 synonyms.push((key.name, value.clone(), SOURCE_DYNAMIC_TOPIC));
@@ -127,20 +128,6 @@ pub async fn handle(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
-}
-
-fn broker_default(config: &BrokerConfig, name: &str) -> String {
-    match name {
-        "log.cleanup.policy" => "delete".into(),
-        "log.retention.ms" => config.log_retention_ms.to_string(),
-        "log.retention.bytes" => config.log_retention_bytes.to_string(),
-        "log.segment.bytes" => config.log_segment_bytes.to_string(),
-        "log.roll.ms" => config.log_segment_ms.to_string(),
-        "message.max.bytes" => config.message_max_bytes.to_string(),
-        "log.message.timestamp.type" => "CreateTime".into(),
-        "min.insync.replicas" => "1".into(),
-        _ => String::new(),
-    }
 }
 
 fn broker_entries(config: &BrokerConfig) -> Vec<Entry> {

@@ -22,23 +22,26 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         // v0: an empty list means all topics; v1+: null means all.
         None => all_topics(broker),
         Some(list) if list.is_empty() && version == 0 => all_topics(broker),
-        Some(list) => list
-            .iter()
-            .map(|t| match (&t.name, t.topic_id) {
-                (Some(name), _) => {
-                    describe_named(broker, name, request.allow_auto_topic_creation || version < 4)
-                }
-                (None, id) if id != Uuid::nil() => match broker.topics.get_by_id(id) {
-                    Some(topic) => describe(broker, &topic),
-                    None => MetadataResponseTopic::default()
-                        .with_topic_id(id)
-                        .with_error_code(ResponseError::UnknownTopicId.code()),
-                },
-                (None, _) => {
-                    MetadataResponseTopic::default().with_error_code(ResponseError::InvalidRequest.code())
-                }
-            })
-            .collect(),
+        Some(list) => {
+            let mut topics = Vec::with_capacity(list.len());
+            for t in list {
+                topics.push(match (&t.name, t.topic_id) {
+                    (Some(name), _) => {
+                        describe_named(broker, name, request.allow_auto_topic_creation || version < 4).await
+                    }
+                    (None, id) if id != Uuid::nil() => match broker.topics.get_by_id(id) {
+                        Some(topic) => describe(broker, &topic),
+                        None => MetadataResponseTopic::default()
+                            .with_topic_id(id)
+                            .with_error_code(ResponseError::UnknownTopicId.code()),
+                    },
+                    (None, _) => {
+                        MetadataResponseTopic::default().with_error_code(ResponseError::InvalidRequest.code())
+                    }
+                });
+            }
+            topics
+        }
     };
     let topics = topics.into_iter().map(|t| for_version(t, version)).collect();
     let response = base(broker).with_topics(topics);
@@ -77,7 +80,7 @@ fn all_topics(broker: &Broker) -> Vec<MetadataResponseTopic> {
     broker.topics.list().iter().map(|t| describe(broker, t)).collect()
 }
 
-fn describe_named(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> MetadataResponseTopic {
+async fn describe_named(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> MetadataResponseTopic {
     let unknown = |code: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
@@ -92,9 +95,11 @@ fn describe_named(broker: &Broker, name: &TopicName, allow_auto_create: bool) ->
     if !(allow_auto_create && broker.config.auto_create_topics) || is_internal(name) {
         return unknown(ResponseError::UnknownTopicOrPartition);
     }
+    let (owned, partitions) = (name.0.to_string(), broker.config.num_partitions);
     match broker
         .topics
-        .create(name, broker.config.num_partitions, TopicOverrides::default())
+        .change(move |topics| topics.create(&owned, partitions, TopicOverrides::default()))
+        .await
     {
         Ok(topic) => {
             tracing::info!(topic = %name.0, partitions = topic.partitions.len(), "auto-created topic");

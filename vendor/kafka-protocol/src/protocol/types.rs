@@ -990,7 +990,9 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
                 if n as usize > buf.remaining() {
                     bail!("Array length {n} exceeds the {} bytes remaining", buf.remaining());
                 }
-                let mut result = Vec::with_capacity(n as usize);
+                // Sapper patch: pre-allocate at most 1024 elements; the vector grows with
+                // what actually decodes (a count times a large element size is no bound).
+                let mut result = Vec::with_capacity((n as usize).min(1024));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1102,7 +1104,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
                 if (n - 1) as usize > buf.remaining() {
                     bail!("Array length {} exceeds the {} bytes remaining", n - 1, buf.remaining());
                 }
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                let mut result = Vec::with_capacity(((n - 1) as usize).min(1024));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }

@@ -15,6 +15,8 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::connection::serve_connection;
+use crate::partition::Partition;
+use crate::topics::Topic;
 
 /// How long in-flight requests get to finish after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -84,72 +86,66 @@ fn close_logs(broker: &Broker) {
     }
 }
 
-async fn retention_loop(broker: Arc<Broker>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(broker.config.retention_check_interval_ms));
+/// Every `every`, runs `work` on each partition on the blocking pool (file work must not
+/// stall the async workers), stopping early when the broker shuts down. Ticks never overlap.
+async fn every_partition<F>(broker: Arc<Broker>, every: Duration, work: F)
+where
+    F: Fn(&Topic, &Partition) + Send + Sync + 'static,
+{
+    let work = Arc::new(work);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let now = now_ms();
-            for (topic, partition) in b.topics.all_partitions() {
-                match partition.enforce_retention(now) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "retention deleted segments"),
-                    Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
-                }
-            }
-        })
-        .await;
-    }
-}
-
-/// Log compaction: every `cleaner_backoff_ms`, one pass over each partition of a compacted
-/// topic (`Partition::clean` is a no-op for the others). The heavy work holds no log lock.
-async fn cleaner_loop(broker: Arc<Broker>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(broker.config.cleaner_backoff_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let b = broker.clone();
+        let (b, work) = (broker.clone(), work.clone());
         let _ = tokio::task::spawn_blocking(move || {
             for (topic, partition) in b.topics.all_partitions() {
                 if b.shutdown.is_cancelled() {
                     return;
                 }
-                match partition.clean(now_ms()) {
-                    Ok(stats) if stats.segments_rewritten + stats.segments_deleted > 0 => tracing::info!(
-                        topic = %topic.name,
-                        partition = partition.index,
-                        rewritten = stats.segments_rewritten,
-                        deleted = stats.segments_deleted,
-                        records_removed = stats.records_removed,
-                        bytes_before = stats.bytes_before,
-                        bytes_after = stats.bytes_after,
-                        "cleaner compacted segments"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "cleaning failed"),
-                }
+                work(&topic, &partition);
             }
         })
         .await;
     }
 }
 
+async fn retention_loop(broker: Arc<Broker>) {
+    let every = Duration::from_millis(broker.config.retention_check_interval_ms);
+    every_partition(broker, every, |topic, partition| match partition.enforce_retention(now_ms()) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "retention deleted segments"),
+        Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
+    })
+    .await;
+}
+
+/// Log compaction: every `cleaner_backoff_ms`, one pass over each partition of a compacted
+/// topic (`Partition::clean` is a no-op for the others). The heavy work holds no log lock.
+async fn cleaner_loop(broker: Arc<Broker>) {
+    let every = Duration::from_millis(broker.config.cleaner_backoff_ms);
+    every_partition(broker, every, |topic, partition| match partition.clean(now_ms()) {
+        Ok(stats) if stats.segments_rewritten + stats.segments_deleted > 0 => tracing::info!(
+            topic = %topic.name,
+            partition = partition.index,
+            rewritten = stats.segments_rewritten,
+            deleted = stats.segments_deleted,
+            records_removed = stats.records_removed,
+            bytes_before = stats.bytes_before,
+            bytes_after = stats.bytes_after,
+            "cleaner compacted segments"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "cleaning failed"),
+    })
+    .await;
+}
+
 async fn flush_loop(broker: Arc<Broker>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for (topic, partition) in b.topics.all_partitions() {
-                if let Err(e) = partition.flush() {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
-                }
-            }
-        })
-        .await;
-    }
+    every_partition(broker, every, |topic, partition| {
+        if let Err(e) = partition.flush() {
+            tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+        }
+    })
+    .await;
 }

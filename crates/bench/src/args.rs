@@ -148,6 +148,159 @@ pub struct ConsumeArgs {
     pub properties: Vec<(String, String)>,
 }
 
+/// Arguments of `sapper bench commits`: offset commits from many groups at once, beside a
+/// produce baseline of the same shape.
+#[derive(Args, Debug, Clone)]
+pub struct CommitsArgs {
+    /// Bootstrap broker(s), `host:port[,host:port...]`.
+    #[arg(long)]
+    pub bootstrap: String,
+
+    /// Topic whose offsets are committed; created (replication factor 1) when missing. Nothing
+    /// is produced to it or read from it.
+    #[arg(long, default_value = DEFAULT_COMMITS_TOPIC)]
+    pub topic: String,
+
+    /// Partitions of `--topic` when it has to be created; each commit request carries one
+    /// offset for every partition the topic has.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+
+    /// Consumer groups committing in parallel, one client and one thread each; each has at
+    /// most one commit in flight.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub groups: u32,
+
+    /// Seconds each phase (commits, then the produce baseline) runs.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_secs: u64,
+
+    /// Stop a group (or a baseline producer) after this many requests even before
+    /// `--duration-secs`.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests: u64,
+
+    /// Skip the produce baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+
+    /// Topic of the baseline: one acks=1 single-record produce request at a time per
+    /// producer, as many producers as groups.
+    #[arg(long, default_value = DEFAULT_BASELINE_TOPIC)]
+    pub baseline_topic: String,
+
+    /// Partitions of the baseline topic when it has to be created (50, like
+    /// `__consumer_offsets`); producer i writes to partition i modulo the count.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..))]
+    pub baseline_partitions: i32,
+
+    /// Payload bytes of each baseline record (a commit appends a record of about 100 bytes to
+    /// `__consumer_offsets` and one to `__sapper_offset_history`).
+    #[arg(long, default_value_t = 100)]
+    pub record_size: usize,
+
+    /// Hard limit on the whole run, setup included; the report is marked `timed_out`.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+
+    /// Extra librdkafka property `key=value` for every client; repeatable, applied last.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+}
+
+/// Topic `sapper bench commits` commits offsets of.
+pub const DEFAULT_COMMITS_TOPIC: &str = "sapper-bench-commits";
+/// Topic of the produce baseline of `sapper bench commits`.
+pub const DEFAULT_BASELINE_TOPIC: &str = "sapper-bench-commits-baseline";
+/// Topic the members of `sapper bench rebalance` subscribe to.
+pub const DEFAULT_REBALANCE_TOPIC: &str = "sapper-bench-rebalance";
+
+/// Arguments of `sapper bench rebalance`: how long a group takes to hand a dead member's
+/// partitions to the survivors.
+#[derive(Args, Debug, Clone)]
+pub struct RebalanceArgs {
+    /// Bootstrap broker(s), `host:port[,host:port...]`.
+    #[arg(long)]
+    pub bootstrap: String,
+
+    /// Topic the members subscribe to; created (replication factor 1) when missing.
+    #[arg(long, default_value = DEFAULT_REBALANCE_TOPIC)]
+    pub topic: String,
+
+    /// Partitions of `--topic` when it has to be created.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+
+    /// Member processes in the group.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub members: u32,
+
+    /// Trials; each kills one member (SIGKILL), replaces it, stops another gracefully
+    /// (SIGTERM), and replaces it. Default: 1 with the client's default session timeout
+    /// (45 s), 3 when `--session-timeout-ms` is given.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub trials: Option<u32>,
+
+    /// The members' `session.timeout.ms`; unset keeps librdkafka's default (45000).
+    #[arg(long)]
+    pub session_timeout_ms: Option<u64>,
+
+    /// The members' `heartbeat.interval.ms`; unset keeps librdkafka's default (3000).
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
+
+    /// Hard limit on the whole run; members are killed and the report marked `timed_out`.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+
+    /// Extra librdkafka property `key=value` for every member; repeatable, applied last.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+}
+
+impl RebalanceArgs {
+    /// Trials to run: `--trials`, else 1 at the client's default session timeout and 3 with a
+    /// shorter one.
+    pub fn trials(&self) -> u32 {
+        self.trials
+            .unwrap_or(if self.session_timeout_ms.is_some() { 3 } else { 1 })
+    }
+}
+
+/// Arguments of the hidden `sapper bench group-member`: one consumer in a group, printing a
+/// JSON line on stdout at every assignment change, run as a child of `sapper bench
+/// rebalance`.
+#[derive(Args, Debug, Clone)]
+pub struct GroupMemberArgs {
+    /// Bootstrap broker(s).
+    #[arg(long)]
+    pub bootstrap: String,
+
+    /// Group to join.
+    #[arg(long)]
+    pub group: String,
+
+    /// Topic to subscribe to.
+    #[arg(long)]
+    pub topic: String,
+
+    /// `session.timeout.ms`; unset keeps the client's default.
+    #[arg(long)]
+    pub session_timeout_ms: Option<u64>,
+
+    /// `heartbeat.interval.ms`; unset keeps the client's default.
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
+
+    /// Leave the group and exit after this long even if never told to.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout_secs: u64,
+
+    /// Extra librdkafka property `key=value`; repeatable, applied last.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+}
+
 /// Parses one `-X key=value` librdkafka property. The value may itself contain `=`.
 pub fn parse_property(s: &str) -> Result<(String, String), String> {
     let (key, value) = s

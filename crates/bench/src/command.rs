@@ -12,8 +12,12 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::args::{ConsumeArgs, ProduceArgs};
-use crate::{disk_write_mb_per_sec, run_consume, run_produce, ConsumeReport, ProduceReport};
+use crate::args::{CommitsArgs, ConsumeArgs, GroupMemberArgs, ProduceArgs, RebalanceArgs};
+use crate::report::{CommitsReport, MemberReport, RebalanceReport};
+use crate::{
+    disk_write_mb_per_sec, run_commits, run_consume, run_group_member, run_produce, run_rebalance,
+    ConsumeReport, ProduceReport,
+};
 
 /// One benchmark to run.
 #[derive(Subcommand, Debug, Clone)]
@@ -24,6 +28,13 @@ pub enum BenchCommand {
     Consume(ConsumeArgs),
     /// Measure sequential write speed of a directory's disk (like `dd conv=fdatasync`).
     Disk(DiskArgs),
+    /// Offset commits per second from many groups at once, beside a produce baseline.
+    Commits(CommitsArgs),
+    /// Time for a consumer group to rebalance after a member dies or leaves.
+    Rebalance(RebalanceArgs),
+    /// One consumer-group member process of `rebalance` (internal).
+    #[command(hide = true)]
+    GroupMember(GroupMemberArgs),
 }
 
 /// Arguments of `sapper bench disk`.
@@ -71,6 +82,12 @@ pub enum BenchReport {
     Consume(ConsumeReport),
     /// From `disk`.
     Disk(DiskReport),
+    /// From `commits`.
+    Commits(CommitsReport),
+    /// From `rebalance`.
+    Rebalance(RebalanceReport),
+    /// From `group-member`.
+    GroupMember(MemberReport),
 }
 
 impl fmt::Display for BenchReport {
@@ -79,6 +96,9 @@ impl fmt::Display for BenchReport {
             BenchReport::Produce(r) => r.fmt(f),
             BenchReport::Consume(r) => r.fmt(f),
             BenchReport::Disk(r) => r.fmt(f),
+            BenchReport::Commits(r) => r.fmt(f),
+            BenchReport::Rebalance(r) => r.fmt(f),
+            BenchReport::GroupMember(r) => r.fmt(f),
         }
     }
 }
@@ -98,6 +118,9 @@ impl BenchCommand {
             BenchCommand::Produce(args) => BenchReport::Produce(run_produce(args).await?),
             BenchCommand::Consume(args) => BenchReport::Consume(run_consume(args).await?),
             BenchCommand::Disk(args) => BenchReport::Disk(run_disk(args).await?),
+            BenchCommand::Commits(args) => BenchReport::Commits(run_commits(args).await?),
+            BenchCommand::Rebalance(args) => BenchReport::Rebalance(run_rebalance(args).await?),
+            BenchCommand::GroupMember(args) => BenchReport::GroupMember(run_group_member(args).await?),
         })
     }
 }
@@ -159,6 +182,56 @@ mod tests {
             other => panic!("parsed {other:?}"),
         }
         assert!(Cli::try_parse_from(["bench", "disk", "--mb=0"]).is_err());
+    }
+
+    #[test]
+    fn group_subcommands_parse_and_the_member_is_hidden() {
+        let cli = Cli::try_parse_from(["bench", "commits", "--bootstrap=h:1", "--groups=7"]).unwrap();
+        match cli.command {
+            BenchCommand::Commits(a) => {
+                assert_eq!((a.groups, a.partitions, a.duration_secs), (7, 1, 10));
+                assert_eq!((a.baseline_partitions, a.record_size), (50, 100));
+                assert!(!a.no_baseline);
+            }
+            other => panic!("parsed {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["bench", "rebalance", "--bootstrap=h:1"]).unwrap();
+        match cli.command {
+            BenchCommand::Rebalance(a) => {
+                assert_eq!((a.members, a.partitions, a.trials()), (3, 12, 1));
+                assert_eq!(a.session_timeout_ms, None);
+            }
+            other => panic!("parsed {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "bench",
+            "rebalance",
+            "--bootstrap=h:1",
+            "--session-timeout-ms=6000",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, BenchCommand::Rebalance(a) if a.trials() == 3));
+        assert!(Cli::try_parse_from(["bench", "rebalance", "--bootstrap=h:1", "--members=1"]).is_err());
+        let member = [
+            "bench",
+            "group-member",
+            "--bootstrap=h:1",
+            "--group=g",
+            "--topic=t",
+            "--json",
+        ];
+        let cli = Cli::try_parse_from(member).unwrap();
+        assert!(cli.output.json);
+        assert!(matches!(cli.command, BenchCommand::GroupMember(a) if a.group == "g"));
+        let mut help = Vec::new();
+        <Cli as clap::CommandFactory>::command()
+            .write_long_help(&mut help)
+            .unwrap();
+        let help = String::from_utf8(help).unwrap();
+        assert!(
+            help.contains("rebalance") && !help.contains("group-member"),
+            "{help}"
+        );
     }
 
     #[tokio::test]

@@ -43,6 +43,14 @@ impl LatencyRecorder {
         self.histogram.saturating_record(us.max(1));
     }
 
+    /// Adds every observation of `other` (recorded by another thread) to this one.
+    pub fn merge(&mut self, other: &LatencyRecorder) {
+        // Both histograms have the same constant bounds, so adding cannot go out of range.
+        if let Err(err) = self.histogram.add(&other.histogram) {
+            tracing::warn!("merging latency histograms: {err}");
+        }
+    }
+
     /// Number of observations recorded.
     pub fn count(&self) -> u64 {
         self.histogram.len()
@@ -128,5 +136,16 @@ mod tests {
         let s = r.summary();
         assert!(close(s.p50, 0.001));
         assert!(close(s.max, MAX_TRACKABLE_US as f64 / 1000.0));
+    }
+    #[test]
+    fn merge_adds_the_other_recorders_observations() {
+        let mut a = LatencyRecorder::new();
+        let mut b = LatencyRecorder::new();
+        a.record(Duration::from_millis(1));
+        b.record(Duration::from_millis(3));
+        b.record(Duration::from_millis(5));
+        a.merge(&b);
+        assert_eq!(a.count(), 3);
+        assert!(close(a.summary().max, 5.0));
     }
 }

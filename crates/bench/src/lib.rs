@@ -1,10 +1,11 @@
 //! Benchmarks for Kafka-compatible brokers, driven through librdkafka.
 //!
-//! This crate owns the work behind `sapper bench produce|consume`: a producer that pushes
-//! fixed-size records as fast as the client allows (or at a fixed rate) and measures
-//! send-to-acknowledgement latency, a consumer that reads a topic back to the high watermark
-//! it saw at start, and a sequential-write disk probe that puts broker figures beside what
-//! the disk itself can do. Using a real client (librdkafka, the same one most non-JVM
+//! This crate owns the work behind `sapper bench produce|consume|disk|commits|rebalance`: a
+//! producer that pushes fixed-size records as fast as the client allows (or at a fixed rate)
+//! and measures send-to-acknowledgement latency, a consumer that reads a topic back to the
+//! high watermark it saw at start, a sequential-write disk probe that puts broker figures
+//! beside what the disk itself can do, offset commits from many groups at once beside a
+//! produce baseline, and the time a consumer group takes to rebalance when a member dies. Using a real client (librdkafka, the same one most non-JVM
 //! applications use) keeps the numbers comparable across brokers: Sapper, Tansu, Kafka.
 //!
 //! Every run is bounded both in count (`--records`) and in wall-clock time
@@ -28,21 +29,33 @@
 //! or it parses [`ProduceArgs`] / [`ConsumeArgs`] itself, awaits [`run_produce`] /
 //! [`run_consume`], and prints the report (JSON via `serde_json`, or `Display` for people).
 //! `run-comparison.sh` relies on the first form: `sapper bench <cmd> ... --json` printing one
-//! JSON line on stdout.
+//! JSON line on stdout. `rebalance` needs it too: it runs its group members as
+//! `<this executable> bench group-member ...` ([`MEMBER_COMMAND`]), a hidden subcommand.
 
 mod args;
 mod client;
 mod command;
+mod commits;
 mod consume;
 mod disk;
 mod latency;
+mod member;
 mod produce;
+mod rebalance;
 mod report;
 
-pub use args::{parse_property, Acks, Compression, ConsumeArgs, ProduceArgs};
+pub use args::{
+    parse_property, Acks, CommitsArgs, Compression, ConsumeArgs, GroupMemberArgs, ProduceArgs, RebalanceArgs,
+};
 pub use command::{run_and_print, run_disk, BenchCommand, BenchReport, DiskArgs, DiskReport, OutputArgs};
+pub use commits::run_commits;
 pub use consume::run_consume;
 pub use disk::disk_write_mb_per_sec;
 pub use latency::LatencyRecorder;
+pub use member::run_group_member;
 pub use produce::run_produce;
-pub use report::{rates, ConsumeReport, LatencySummary, ProduceReport, BYTES_PER_MB};
+pub use rebalance::{run_rebalance, MEMBER_COMMAND};
+pub use report::{
+    rates, BaselineReport, CommitsReport, ConsumeReport, LatencySummary, MemberReport, ProduceReport,
+    RebalanceReport, RebalanceTrial, TrialSummary, BYTES_PER_MB,
+};

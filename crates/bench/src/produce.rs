@@ -85,7 +85,7 @@ fn producer_config(args: &ProduceArgs) -> Vec<(&'static str, String)> {
 
 /// A record payload of `size` pseudo-random ASCII letters, like Kafka's perf tool uses:
 /// neither all zeros (which would flatter compression) nor incompressible noise.
-fn payload(size: usize) -> Vec<u8> {
+pub(crate) fn payload(size: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..size)
         .map(|_| {

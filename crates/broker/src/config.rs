@@ -109,6 +109,13 @@ pub struct ConfigFile {
     pub flush_interval_ms: Option<u64>,
     pub socket_request_max_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub group_initial_rebalance_delay_ms: Option<i64>,
+    pub group_min_session_timeout_ms: Option<i32>,
+    pub group_max_session_timeout_ms: Option<i32>,
+    pub offsets_retention_minutes: Option<i64>,
+    pub offset_metadata_max_bytes: Option<usize>,
+    /// Sapper's own: retention of the commit history topic.
+    pub offsets_history_retention_ms: Option<i64>,
 }
 
 /// Flags and `SAPPER_*` variables; each overrides the file when given.
@@ -204,6 +211,14 @@ impl BrokerConfig {
         if f.flush.is_some() || f.flush_interval_ms.is_some() {
             self.flush = parse_flush(f.flush.as_deref(), f.flush_interval_ms)?;
         }
+        self.groups.apply(&crate::group::GroupArgs {
+            group_initial_rebalance_delay_ms: f.group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms: f.group_min_session_timeout_ms,
+            group_max_session_timeout_ms: f.group_max_session_timeout_ms,
+            offsets_retention_minutes: f.offsets_retention_minutes,
+            offset_metadata_max_bytes: f.offset_metadata_max_bytes,
+            offsets_history_retention_ms: f.offsets_history_retention_ms,
+        });
         Ok(())
     }
 
@@ -229,7 +244,7 @@ impl BrokerConfig {
         if a.flush.is_some() || a.flush_interval_ms.is_some() {
             self.flush = parse_flush(a.flush.as_deref(), a.flush_interval_ms)?;
         }
-        self.groups.apply_args(&a.groups);
+        self.groups.apply(&a.groups);
         Ok(())
     }
 
@@ -263,6 +278,9 @@ impl BrokerConfig {
         }
         if self.cleaner_backoff_ms == 0 {
             return invalid("cleaner_backoff_ms", "must be >= 1");
+        }
+        if let Err((key, message)) = self.groups.validate() {
+            return invalid(key, message);
         }
         Ok(())
     }
@@ -348,5 +366,94 @@ mod tests {
         );
         assert!(parse_flush(Some("sometimes"), None).is_err());
         assert!(parse_flush(Some("interval"), None).is_err());
+    }
+
+    fn load_toml(text: &str, args: BrokerArgs) -> Result<BrokerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sapper.toml");
+        std::fs::write(&path, text).unwrap();
+        BrokerConfig::load(&BrokerArgs {
+            config: Some(path),
+            ..args
+        })
+    }
+
+    #[test]
+    fn group_settings_come_from_toml_keys() {
+        let config = load_toml(
+            "group_initial_rebalance_delay_ms = 0\n\
+             group_min_session_timeout_ms = 1000\n\
+             group_max_session_timeout_ms = 60000\n\
+             offsets_retention_minutes = 60\n\
+             offset_metadata_max_bytes = 100\n\
+             offsets_history_retention_ms = -1\n",
+            BrokerArgs::default(),
+        )
+        .unwrap();
+        let g = &config.groups;
+        assert_eq!(g.initial_rebalance_delay_ms, 0);
+        assert_eq!(g.min_session_timeout_ms, 1000);
+        assert_eq!(g.max_session_timeout_ms, 60_000);
+        assert_eq!(g.offsets_retention_ms, 3_600_000);
+        assert_eq!(g.offset_metadata_max_bytes, 100);
+        assert_eq!(g.offsets_history_retention_ms, -1);
+    }
+
+    #[test]
+    fn group_defaults_are_kafkas() {
+        let g = load_toml("", BrokerArgs::default()).unwrap().groups;
+        assert_eq!(g.initial_rebalance_delay_ms, 3000);
+        assert_eq!(g.min_session_timeout_ms, 6000);
+        assert_eq!(g.max_session_timeout_ms, 1_800_000);
+        assert_eq!(g.offsets_retention_ms, 7 * 24 * 60 * 60_000);
+        assert_eq!(g.offset_metadata_max_bytes, 4096);
+    }
+
+    #[test]
+    fn group_flags_override_toml_keys() {
+        let args = BrokerArgs {
+            groups: crate::group::GroupArgs {
+                group_max_session_timeout_ms: Some(30_000),
+                offset_metadata_max_bytes: Some(10),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let config = load_toml(
+            "group_max_session_timeout_ms = 60000\noffset_metadata_max_bytes = 100\n",
+            args,
+        )
+        .unwrap();
+        assert_eq!(config.groups.max_session_timeout_ms, 30_000);
+        assert_eq!(config.groups.offset_metadata_max_bytes, 10);
+    }
+
+    #[test]
+    fn group_settings_out_of_range_name_the_key() {
+        for (text, key) in [
+            (
+                "group_initial_rebalance_delay_ms = -1\n",
+                "group_initial_rebalance_delay_ms",
+            ),
+            (
+                "group_min_session_timeout_ms = 0\n",
+                "group_min_session_timeout_ms",
+            ),
+            (
+                "group_max_session_timeout_ms = 5000\n",
+                "group_max_session_timeout_ms",
+            ),
+            ("offsets_retention_minutes = 0\n", "offsets_retention_minutes"),
+            (
+                "offsets_history_retention_ms = -2\n",
+                "offsets_history_retention_ms",
+            ),
+        ] {
+            let err = load_toml(text, BrokerArgs::default()).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        // A negative size is not even a valid value for the key's type.
+        let err = parse_toml("offset_metadata_max_bytes = -1\n").unwrap_err();
+        assert!(err.contains("offset_metadata_max_bytes"), "{err}");
     }
 }

@@ -35,7 +35,7 @@ pub async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
                 break;
             }
         };
-        if let Err(e) = dispatch(&broker, frame, &mut out).await {
+        if let Err(e) = dispatch(&broker, peer, frame, &mut out).await {
             tracing::debug!(?peer, error = %e, "closing connection: request not answerable");
             break;
         }

@@ -4,6 +4,11 @@
 //! answered with UNSUPPORTED_VERSION in the shape the client asked for (ApiVersions falls back
 //! to v0, as Kafka does, so the client can learn our ranges). A frame we cannot decode is a
 //! [`DispatchError`], and the connection that sent it is closed.
+//!
+//! Handlers see the request body only; the few that need to know who is asking (JoinGroup
+//! records the member's client id and host) also get a [`RequestContext`].
+
+use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -26,8 +31,33 @@ pub enum DispatchError {
     UnsupportedApi(ApiKey),
 }
 
+/// Who sent a request: the connection's peer and the request header's client id.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// The client's address, when the socket could tell.
+    pub peer: Option<SocketAddr>,
+    /// The header's client id ("" when absent).
+    pub client_id: &'a str,
+}
+
+impl RequestContext<'_> {
+    /// The client's host as Kafka reports it (DescribeGroups): "/" and the IP address.
+    pub fn client_host(&self) -> String {
+        match self.peer {
+            Some(addr) => format!("/{}", addr.ip()),
+            None => "/".to_string(),
+        }
+    }
+}
+
 /// Decodes `frame`, runs its handler and appends the response frame (if any) to `out`.
-pub async fn dispatch(broker: &Broker, mut frame: Bytes, out: &mut BytesMut) -> Result<(), DispatchError> {
+/// `peer` is the address of the connection the frame came from.
+pub async fn dispatch(
+    broker: &Broker,
+    peer: Option<SocketAddr>,
+    mut frame: Bytes,
+    out: &mut BytesMut,
+) -> Result<(), DispatchError> {
     let (api_key, header) = codec::decode_header(&mut frame)?;
     let version = header.request_api_version;
     let correlation_id = header.correlation_id;
@@ -56,12 +86,24 @@ pub async fn dispatch(broker: &Broker, mut frame: Bytes, out: &mut BytesMut) -> 
         }));
     }
     let unsupported = ResponseError::UnsupportedVersion.code();
+    let ctx = RequestContext {
+        peer,
+        client_id: header.client_id.as_deref().unwrap_or_default(),
+    };
 
+    // `route!(module, Request)` calls `module::handle(broker, request, version)`;
+    // `route!(module, Request, ctx)` calls `module::handle_in(broker, &ctx, request, version)`.
     macro_rules! route {
-        ($module:ident, $request:ty) => {{
+        (@call $module:ident, $request:ident) => {
+            handlers::$module::handle(broker, $request, version)
+        };
+        (@call $module:ident, $request:ident, $ctx:ident) => {
+            handlers::$module::handle_in(broker, &$ctx, $request, version)
+        };
+        ($module:ident, $request:ty $(, $ctx:ident)?) => {{
             let request: $request = codec::decode_body(api_key, &mut frame, version)?;
             let response = if supported {
-                handlers::$module::handle(broker, request, version).await
+                route!(@call $module, request $(, $ctx)?).await
             } else {
                 handlers::$module::error_response(&request, unsupported)
             };
@@ -93,17 +135,7 @@ pub async fn dispatch(broker: &Broker, mut frame: Bytes, out: &mut BytesMut) -> 
         ApiKey::CreatePartitions => route!(create_partitions, CreatePartitionsRequest),
         ApiKey::DescribeCluster => route!(describe_cluster, DescribeClusterRequest),
         ApiKey::FindCoordinator => route!(find_coordinator, FindCoordinatorRequest),
-        ApiKey::JoinGroup => {
-            // JoinGroup also records the client id from the header (DescribeGroups shows it).
-            let request: JoinGroupRequest = codec::decode_body(api_key, &mut frame, version)?;
-            let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
-            let response = if supported {
-                handlers::join_group::handle_for_client(broker, request, version, &client_id).await
-            } else {
-                handlers::join_group::error_response(&request, unsupported)
-            };
-            codec::encode_response(out, api_key, version, correlation_id, &response)?;
-        }
+        ApiKey::JoinGroup => route!(join_group, JoinGroupRequest, ctx),
         ApiKey::SyncGroup => route!(sync_group, SyncGroupRequest),
         ApiKey::Heartbeat => route!(heartbeat, HeartbeatRequest),
         ApiKey::LeaveGroup => route!(leave_group, LeaveGroupRequest),

@@ -233,6 +233,33 @@ impl TopicRegistry {
         Ok(topic)
     }
 
+    /// Replaces a topic's config overrides (already validated, e.g. by
+    /// [`TopicOverrides::parse`]) and applies them to its partition logs: persisted first, then
+    /// each log takes the new settings, then readers see the new `Arc<Topic>`.
+    pub fn alter_config(&self, name: &str, overrides: TopicOverrides) -> Result<Arc<Topic>, TopicError> {
+        let _guard = self.change_lock.lock();
+        let current = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let config = overrides.effective(&self.config);
+        let log_config = config.log_config(&self.config);
+        let topic = Arc::new(Topic {
+            name: current.name.clone(),
+            id: current.id,
+            partitions: current.partitions.clone(),
+            overrides,
+            config,
+        });
+        let mut next = self.topics.read().clone();
+        next.insert(topic.name.clone(), topic.clone());
+        self.persist(&next)?;
+        for partition in &topic.partitions {
+            partition.set_config(log_config.clone());
+        }
+        *self.topics.write() = next;
+        Ok(topic)
+    }
+
     /// Removes a topic and deletes its data. Requests already holding a partition finish
     /// against unlinked files; new requests no longer find the topic.
     pub fn delete(&self, name: &str) -> Result<Arc<Topic>, TopicError> {

@@ -156,6 +156,7 @@ pub(crate) fn producer_meta(b: &Incoming, first_offset: i64, opts: &AppendOption
 mod tests {
     use super::*;
     use crate::batch::testing::{batch_with_producer, simple_batch};
+    use crate::batch::Compression;
 
     const OPTS: AppendOptions = AppendOptions {
         leader_epoch: 0,
@@ -187,10 +188,7 @@ mod tests {
             validate(&keyless, true),
             Err(LogError::CorruptBatch(BatchError::MissingKey))
         ));
-        for codec in [
-            kafka_protocol::records::Compression::None,
-            kafka_protocol::records::Compression::Lz4,
-        ] {
+        for codec in [Compression::None, Compression::Lz4] {
             let keyed = crate::cleaner::testing::keyed_batch(&[(b"k", Some(b"v")), (b"j", None)], 5, codec);
             assert!(validate(&keyed, true).is_ok(), "{codec:?}");
         }

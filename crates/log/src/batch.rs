@@ -83,6 +83,19 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The codec's value in the low three bits of a batch's `attributes`.
+    pub fn attribute_code(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Gzip => 1,
+            Self::Snappy => 2,
+            Self::Lz4 => 3,
+            Self::Zstd => 4,
+        }
+    }
+}
+
 /// A borrowed view of one record batch: header fields by name over the stored bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchView<'a> {
@@ -348,6 +361,46 @@ pub(crate) fn with_records(
         dst.copy_from_slice(&crc.to_be_bytes());
     }
     out
+}
+
+/// The header fields of a batch built here rather than received ([`assemble`] writes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NewBatch {
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+/// A whole batch: `header`'s fields, `body` (the records, already compressed with the codec
+/// named in `header.attributes`), base offset 0 and partition leader epoch -1 (the log assigns
+/// both on append, as for a producer's batch), and the CRC. `None` if the batch would be longer
+/// than `batchLength` can say.
+pub(crate) fn assemble(header: &NewBatch, body: &[u8]) -> Option<Vec<u8>> {
+    let length = i32::try_from(HEADER_SIZE - LOG_OVERHEAD + body.len()).ok()?;
+    let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
+    out.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+    out.extend_from_slice(&CURRENT_MAGIC.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    out.extend_from_slice(&header.attributes.to_be_bytes());
+    out.extend_from_slice(&header.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&header.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.producer_id.to_be_bytes());
+    out.extend_from_slice(&header.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&header.base_sequence.to_be_bytes());
+    out.extend_from_slice(&header.records_count.to_be_bytes());
+    debug_assert_eq!(out.len(), HEADER_SIZE);
+    out.extend_from_slice(body);
+    let crc = crc32c::crc32c(out.get(ATTRIBUTES..).unwrap_or_default());
+    out.get_mut(CRC..CRC + 4)?.copy_from_slice(&crc.to_be_bytes());
+    Some(out)
 }
 
 /// `original` with no records left: its header (offset span, timestamps, producer fields)

@@ -617,15 +617,11 @@ enum Verdict {
     RemoveTombstone,
 }
 
-/// Builders of keyed batches for tests, through kafka-protocol's encoder (as a client would).
+/// Keyed batches for tests, through [`crate::keyed_batch`] (the encoder the broker uses).
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
 pub(crate) mod testing {
-    use bytes::Bytes;
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use crate::batch::Compression;
+    use crate::keyed_batch::{self, KeyedRecord};
 
     /// One batch of `(key, value)` records (`None` value: a tombstone), all at `timestamp`.
     pub fn keyed_batch(
@@ -633,43 +629,15 @@ pub(crate) mod testing {
         timestamp: i64,
         compression: Compression,
     ) -> Vec<u8> {
-        let records: Vec<Record> = records
+        let records: Vec<KeyedRecord<'_>> = records
             .iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch where `offset - sequence` changes.
-                sequence: i as i32,
+            .map(|&(key, value)| KeyedRecord {
+                key,
+                value,
                 timestamp,
-                key: Some(Bytes::copy_from_slice(key)),
-                value: value.map(Bytes::copy_from_slice),
-                headers: IndexMap::new(),
             })
             .collect();
-        let mut out = bytes::BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut out,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        // Not an idempotent producer: no base sequence (outside nothing but the CRC).
-        let mut out = out.to_vec();
-        out[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-        let crc = crc32c::crc32c(&out[21..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert_eq!(crate::batch::BatchIter::validated(&out).count(), 1);
-        out
+        keyed_batch::encode(&records, compression).unwrap()
     }
 }
 

@@ -24,6 +24,8 @@
 //! - [`cleaner`]: log compaction (`cleanup.policy=compact`) in three phases that never hold
 //!   the log's lock while reading or writing segments; `codec` opens compressed batches for it
 //!   and for the key check of compacted topics.
+//! - [`keyed_batch`]: builds one batch from many keyed records (or tombstones), for writers
+//!   that are not producers (the group coordinator's internal topics).
 //!
 //! See `docs/log-format.md` for the on-disk format and its recovery story.
 
@@ -31,6 +33,7 @@ pub mod batch;
 pub mod cleaner;
 pub mod config;
 pub mod error;
+pub mod keyed_batch;
 pub mod producer_state;
 
 mod admission;
@@ -50,4 +53,5 @@ mod time_index;
 pub use cleaner::{CleanPlan, CleanStats, CleanedSegments};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::LogError;
+pub use keyed_batch::KeyedRecord;
 pub use log::{AppendInfo, AppendOptions, AppendOutcome, Log, ReadResult, TimestampOffset};

@@ -35,6 +35,8 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Inspect and delete consumer groups, and read their commit history (Kafka protocol only).
+    Group(sapper_ops::GroupArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench { command, output } => {
                 sapper_bench::run_and_print(&command, output).await.map(|_| ())
             }
+            Command::Group(args) => sapper_ops::run_and_print(&args).await.map_err(Into::into),
         }
     });
     match result {

@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Message, Request, StrBytes};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -28,6 +28,40 @@ pub enum ClientError {
     Codec(String),
     #[error("response correlation id {got} does not match request {expected}")]
     Correlation { expected: i32, got: i32 },
+    #[error("ApiVersions failed with error code {0}")]
+    ApiVersions(i16),
+    #[error("the broker serves no {api:?} version in {min}..={max} that this client speaks")]
+    NoCommonVersion { api: ApiKey, min: i16, max: i16 },
+}
+
+/// The version ranges a broker advertised in ApiVersions, by API key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerVersions(Vec<(i16, i16, i16)>);
+
+impl BrokerVersions {
+    /// The broker's inclusive range for `key`, if it serves it.
+    pub fn range(&self, key: i16) -> Option<(i16, i16)> {
+        self.0
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, min, max)| (*min, *max))
+    }
+
+    /// The highest version of `R` within `min..=max` that both the broker and the codec speak.
+    pub fn pick<R: Request>(&self, min: i16, max: i16) -> Result<i16, ClientError> {
+        let api = ApiKey::try_from(R::KEY).map_err(|()| ClientError::Codec("unknown key".into()))?;
+        let codec = <R as Message>::VERSIONS;
+        self.range(R::KEY)
+            .map(|(broker_min, broker_max)| {
+                (
+                    min.max(broker_min).max(codec.min),
+                    max.min(broker_max).min(codec.max),
+                )
+            })
+            .filter(|(low, high)| low <= high)
+            .map(|(_, high)| high)
+            .ok_or(ClientError::NoCommonVersion { api, min, max })
+    }
 }
 
 /// One TCP connection to a Kafka-compatible broker.
@@ -50,6 +84,27 @@ impl Client {
             next_correlation_id: 1,
             client_id: StrBytes::from_static_str("sapper-wire-client"),
         })
+    }
+
+    /// Connects and asks the broker which versions it serves (ApiVersions v0, which every
+    /// broker answers), for [`BrokerVersions::pick`].
+    pub async fn bootstrap(addr: SocketAddr) -> Result<(Self, BrokerVersions), ClientError> {
+        let mut client = Self::connect(addr).await?;
+        let response = client.send(&ApiVersionsRequest::default(), 0).await?;
+        if response.error_code != 0 {
+            return Err(ClientError::ApiVersions(response.error_code));
+        }
+        let versions = response
+            .api_keys
+            .iter()
+            .map(|a| (a.api_key, a.min_version, a.max_version))
+            .collect();
+        Ok((client, BrokerVersions(versions)))
+    }
+
+    /// Sets the `client.id` sent in every request header (brokers show it in DescribeGroups).
+    pub fn set_client_id(&mut self, client_id: &str) {
+        self.client_id = StrBytes::from_string(client_id.to_string());
     }
 
     /// Sends `request` at `version` and waits for its response. Not for acks=0 Produce,
@@ -92,5 +147,24 @@ impl Client {
     /// Reads one raw response frame.
     pub async fn read_raw(&mut self) -> Result<Option<Bytes>, ClientError> {
         Ok(self.reader.read_frame().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{FetchRequest, ListGroupsRequest};
+
+    #[test]
+    fn pick_takes_the_highest_common_version() {
+        let versions = BrokerVersions(vec![
+            (ApiKey::Fetch as i16, 4, 12),
+            (ApiKey::ListGroups as i16, 0, 2),
+        ]);
+        assert_eq!(versions.pick::<FetchRequest>(4, 11).unwrap(), 11);
+        assert_eq!(versions.pick::<FetchRequest>(0, 99).unwrap(), 12);
+        assert_eq!(versions.pick::<ListGroupsRequest>(0, 4).unwrap(), 2);
+        assert!(versions.pick::<ListGroupsRequest>(3, 4).is_err());
+        assert!(BrokerVersions::default().pick::<FetchRequest>(4, 12).is_err());
     }
 }

@@ -198,6 +198,16 @@ impl GroupCoordinator {
     ) -> Result<(), i16> {
         let mut inner = self.inner.lock();
         let now = now_ms();
+        if !inner.groups.contains_key(group_id) {
+            if generation >= 0 {
+                // A generation this coordinator does not have (the group expired or was
+                // deleted): Kafka's classic coordinator answers ILLEGAL_GENERATION.
+                return Err(E::IllegalGeneration.code());
+            }
+            if entries.is_empty() {
+                return Ok(()); // nothing to store: no group is created
+            }
+        }
         let group = inner
             .groups
             .entry(group_id.to_string())

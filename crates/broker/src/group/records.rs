@@ -217,6 +217,32 @@ pub fn history_value(group: &str, topic: &str, partition: i32, c: &CommittedOffs
     b.freeze()
 }
 
+/// One `__sapper_offset_history` value: a commit as the coordinator accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRecord {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub commit_time_ms: i64,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+/// Reads a [`history_value`]; the reader of `sapper group history` (crates/ops) uses it too.
+pub fn decode_history_value(mut buf: Bytes) -> Result<HistoryRecord, FormatError> {
+    if get_i16(&mut buf)? != VALUE_VERSION {
+        return Err(FormatError("unknown history value version"));
+    }
+    Ok(HistoryRecord {
+        group: get_str(&mut buf)?,
+        topic: get_str(&mut buf)?,
+        partition: get_i32(&mut buf)?,
+        commit_time_ms: get_i64(&mut buf)?,
+        offset: get_i64(&mut buf)?,
+        metadata: get_str(&mut buf)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +286,29 @@ mod tests {
             }],
         };
         assert_eq!(decode_group_value(group_value(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn history_value_round_trips() {
+        let c = CommittedOffset {
+            offset: 9,
+            leader_epoch: 0,
+            metadata: "m".into(),
+            commit_time_ms: 1_700_000_000_123,
+        };
+        let decoded = decode_history_value(history_value("g", "t", 2, &c)).unwrap();
+        assert_eq!(
+            decoded,
+            HistoryRecord {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 2,
+                commit_time_ms: 1_700_000_000_123,
+                offset: 9,
+                metadata: "m".into(),
+            }
+        );
+        assert!(decode_history_value(Bytes::from_static(&[0, 1, 0, 1])).is_err());
     }
 
     #[test]

@@ -30,7 +30,8 @@ impl Default for GroupSettings {
     }
 }
 
-/// Command-line flags (and `SAPPER_*` variables) for [`GroupSettings`].
+/// Command-line flags (and `SAPPER_*` variables) for [`GroupSettings`]; the config file's
+/// keys of the same names fill the same struct.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct GroupArgs {
     /// How long the first rebalance of an empty group waits for more members
@@ -40,28 +41,63 @@ pub struct GroupArgs {
     /// Smallest session timeout a member may ask for (group.min.session.timeout.ms).
     #[arg(long, env = "SAPPER_GROUP_MIN_SESSION_TIMEOUT_MS")]
     pub group_min_session_timeout_ms: Option<i32>,
+    /// Largest session timeout a member may ask for (group.max.session.timeout.ms).
+    #[arg(long, env = "SAPPER_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<i32>,
     /// Offsets of a group that stayed empty this long expire (offsets.retention.minutes).
     #[arg(long, env = "SAPPER_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: Option<i64>,
-    /// How long the commit history is kept (offsets.history.retention.ms).
+    /// Largest metadata string an offset commit may carry (offset.metadata.max.bytes).
+    #[arg(long, env = "SAPPER_OFFSET_METADATA_MAX_BYTES")]
+    pub offset_metadata_max_bytes: Option<usize>,
+    /// How long the commit history is kept (offsets.history.retention.ms, -1 keeps forever).
     #[arg(long, env = "SAPPER_OFFSETS_HISTORY_RETENTION_MS")]
     pub offsets_history_retention_ms: Option<i64>,
 }
 
 impl GroupSettings {
-    /// Applies the flags that were given.
-    pub fn apply_args(&mut self, a: &GroupArgs) {
+    /// Applies the values that were given (flags, variables or config file keys).
+    pub fn apply(&mut self, a: &GroupArgs) {
         if let Some(v) = a.group_initial_rebalance_delay_ms {
-            self.initial_rebalance_delay_ms = v.max(0);
+            self.initial_rebalance_delay_ms = v;
         }
         if let Some(v) = a.group_min_session_timeout_ms {
-            self.min_session_timeout_ms = v.max(1);
+            self.min_session_timeout_ms = v;
+        }
+        if let Some(v) = a.group_max_session_timeout_ms {
+            self.max_session_timeout_ms = v;
         }
         if let Some(v) = a.offsets_retention_minutes {
-            self.offsets_retention_ms = v.max(1).saturating_mul(60_000);
+            self.offsets_retention_ms = v.saturating_mul(60_000);
+        }
+        if let Some(v) = a.offset_metadata_max_bytes {
+            self.offset_metadata_max_bytes = v;
         }
         if let Some(v) = a.offsets_history_retention_ms {
-            self.offsets_history_retention_ms = v.max(-1);
+            self.offsets_history_retention_ms = v;
         }
+    }
+
+    /// The first setting out of range, as (config key, what it must be).
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.initial_rebalance_delay_ms < 0 {
+            return Err(("group_initial_rebalance_delay_ms", "must be >= 0"));
+        }
+        if self.min_session_timeout_ms < 1 {
+            return Err(("group_min_session_timeout_ms", "must be >= 1"));
+        }
+        if self.max_session_timeout_ms < self.min_session_timeout_ms {
+            return Err((
+                "group_max_session_timeout_ms",
+                "must be >= group_min_session_timeout_ms",
+            ));
+        }
+        if self.offsets_retention_ms < 60_000 {
+            return Err(("offsets_retention_minutes", "must be >= 1"));
+        }
+        if self.offsets_history_retention_ms < -1 {
+            return Err(("offsets_history_retention_ms", "must be >= -1"));
+        }
+        Ok(())
     }
 }

@@ -858,7 +858,9 @@ impl Group {
     }
 
     /// Whether an OffsetCommit from (`member_id`, `generation`) may write; 0 if so.
-    /// Generation -1 with no member id is a "simple" commit, allowed while the group is Empty.
+    /// Generation -1 is a "simple" commit (an admin client, or a consumer that assigns its own
+    /// partitions), allowed while the group is Empty whatever member id it names, as in Kafka;
+    /// otherwise the member must belong to the current generation.
     pub fn validate_commit(
         &mut self,
         member_id: &str,
@@ -869,12 +871,8 @@ impl Group {
         if self.state == GroupState::Dead {
             return E::CoordinatorNotAvailable.code();
         }
-        if generation < 0 && member_id.is_empty() {
-            return if self.state == GroupState::Empty {
-                0
-            } else {
-                E::UnknownMemberId.code()
-            };
+        if generation < 0 && self.state == GroupState::Empty {
+            return 0;
         }
         if let Some(code) = self.check_member(member_id, instance) {
             return code;

@@ -354,6 +354,18 @@ fn commits_are_validated_against_membership() {
     assert_eq!(g.validate_commit("a", None, 1, 300), 0);
     assert_eq!(g.validate_commit("a", None, 0, 300), E::IllegalGeneration.code());
     assert_eq!(g.validate_commit("x", None, 1, 300), E::UnknownMemberId.code());
+    assert_eq!(g.validate_commit("x", None, -1, 300), E::UnknownMemberId.code());
+    assert_eq!(g.validate_commit("a", None, -1, 300), E::IllegalGeneration.code());
+}
+
+#[test]
+fn simple_commit_to_empty_group_ignores_member_id() {
+    let mut g = Group::new("g", 0);
+    assert_eq!(g.validate_commit("stale-member", None, -1, 0), 0);
+    assert_eq!(
+        g.validate_commit("stale-member", None, 0, 0),
+        E::UnknownMemberId.code()
+    );
 }
 
 #[test]

@@ -9,11 +9,10 @@
 
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use sapper_log::batch::BatchIter;
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use sapper_log::batch::{BatchIter, Compression};
+use sapper_log::keyed_batch::{self, KeyedRecord};
 use sapper_log::AppendOptions;
 
 use super::records::{self, RecordKey};
@@ -40,16 +39,43 @@ pub fn partition_for(group: &str) -> i32 {
     (h & 0x7fff_ffff) % OFFSETS_PARTITIONS
 }
 
-/// Creates the internal topics if they are missing.
-///
-/// `__consumer_offsets` should be `cleanup.policy=compact`; while the log cannot compact yet
-/// (topic_config refuses `compact`) it is created with `retention.ms=-1` so nothing is lost.
+/// `segment.bytes` of a new `__consumer_offsets` (Kafka's `offsets.topic.segment.bytes`).
+const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+
+/// Creates the internal topics if they are missing, `__consumer_offsets` with
+/// `cleanup.policy=compact`. A `__consumer_offsets` created by an older broker (before the log
+/// could compact, with `retention.ms=-1` and the default delete policy) is switched to
+/// `compact` here; its other overrides stay.
 pub fn ensure_topics(topics: &TopicRegistry, history_retention_ms: i64) -> Result<(), TopicError> {
-    if topics.get(OFFSETS_TOPIC).is_none() {
-        let overrides = TopicOverrides::parse([("cleanup.policy", Some("compact"))])
-            .or_else(|_| TopicOverrides::parse([("retention.ms", Some("-1"))]))
+    match topics.get(OFFSETS_TOPIC) {
+        None => {
+            // Kafka's offsets.topic.segment.bytes: small segments so the cleaner (which never
+            // touches the active segment) gets to compact the offsets topic on a quiet cluster.
+            let overrides = TopicOverrides::parse([
+                ("cleanup.policy", Some("compact")),
+                ("segment.bytes", Some(OFFSETS_SEGMENT_BYTES)),
+            ])
             .map_err(TopicError::Storage)?;
-        topics.create(OFFSETS_TOPIC, OFFSETS_PARTITIONS, overrides)?;
+            topics.create(OFFSETS_TOPIC, OFFSETS_PARTITIONS, overrides)?;
+        }
+        Some(existing) if !existing.config.cleanup_policy.compacts() => {
+            let before = existing
+                .overrides
+                .get("cleanup.policy")
+                .unwrap_or("delete")
+                .to_string();
+            let mut overrides = existing.overrides.clone();
+            overrides
+                .0
+                .insert("cleanup.policy".to_string(), "compact".to_string());
+            topics.alter_config(OFFSETS_TOPIC, overrides)?;
+            tracing::info!(
+                topic = OFFSETS_TOPIC,
+                from = %before,
+                "upgraded the offsets topic to cleanup.policy=compact"
+            );
+        }
+        Some(_) => {}
     }
     if topics.get(HISTORY_TOPIC).is_none() {
         let retention = history_retention_ms.to_string();
@@ -63,7 +89,9 @@ pub fn ensure_topics(topics: &TopicRegistry, history_retention_ms: i64) -> Resul
     Ok(())
 }
 
-/// Appends `entries` (key, value or tombstone) as one batch to `topic`'s partition for `group`.
+/// Appends `entries` (key, value or tombstone) to `topic`'s partition for `group` as one
+/// record batch, so a request's records (all partitions of one OffsetCommit) are stored whole
+/// or not at all.
 pub fn append(
     topics: &TopicRegistry,
     topic: &str,
@@ -78,42 +106,23 @@ pub fn append(
         .get(topic)
         .and_then(|t| t.partition(partition_for(group)).cloned())
         .ok_or_else(|| format!("internal topic {topic} is missing"))?;
-    let records: Vec<Record> = entries
+    let records: Vec<KeyedRecord<'_>> = entries
         .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
+        .map(|(key, value)| KeyedRecord {
+            key,
+            value: value.as_deref(),
             timestamp: now_ms,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: Default::default(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| format!("encoding a {topic} batch: {e}"))?;
+    let mut batch = keyed_batch::encode(&records, Compression::None)
+        .map_err(|e| format!("encoding a {topic} batch: {e}"))?;
     let options = AppendOptions {
         leader_epoch: 0,
         now_ms,
         log_append_time: false,
     };
     partition
-        .append(&mut buf, &options)
+        .append(&mut batch, &options)
         .map(|_| ())
         .map_err(|e| format!("appending to {topic}: {e}"))
 }
@@ -214,7 +223,140 @@ fn apply(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option<
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use sapper_log::{CleanupPolicy, LogError};
+
     use super::*;
+    use crate::config::BrokerConfig;
+    use crate::group::offsets::CommittedOffset;
+
+    fn registry(dir: &Path) -> TopicRegistry {
+        let config = BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        TopicRegistry::load(Arc::new(config)).unwrap()
+    }
+
+    fn committed(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_time_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn one_commit_of_many_partitions_is_one_batch_and_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = registry(dir.path());
+        ensure_topics(&topics, 60_000).unwrap();
+        let entries: Vec<(Bytes, Option<Bytes>)> = (0..5)
+            .map(|p| {
+                (
+                    records::offset_key("g", "t", p),
+                    Some(records::offset_value(&committed(10 + i64::from(p)))),
+                )
+            })
+            .chain([(records::offset_key("g", "t", 4), None)])
+            .collect();
+        append(&topics, OFFSETS_TOPIC, "g", &entries, 1_000).unwrap();
+        let partition = topics
+            .get(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(partition_for("g")).cloned())
+            .unwrap();
+        let read = partition.read(0, usize::MAX).unwrap();
+        let batches: Vec<_> = BatchIter::validated(&read.bytes).map(Result::unwrap).collect();
+        assert_eq!(batches.len(), 1, "one batch per commit");
+        assert_eq!((batches[0].base_offset(), batches[0].records_count()), (0, 6));
+        assert_eq!(partition.offsets().high_watermark, 6);
+
+        let groups = replay(&topics, 2_000);
+        let offsets = &groups["g"].offsets;
+        assert_eq!(offsets.get("t", 0).map(|c| c.offset), Some(10));
+        assert_eq!(offsets.get("t", 3).map(|c| c.offset), Some(13));
+        assert_eq!(
+            offsets.get("t", 4),
+            None,
+            "the tombstone after it deletes the commit"
+        );
+    }
+
+    #[test]
+    fn a_new_offsets_topic_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = registry(dir.path());
+        ensure_topics(&topics, 60_000).unwrap();
+        let offsets = topics.get(OFFSETS_TOPIC).unwrap();
+        assert_eq!(offsets.config.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(offsets.partitions.len(), OFFSETS_PARTITIONS as usize);
+        let history = topics.get(HISTORY_TOPIC).unwrap();
+        assert_eq!(history.config.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(history.config.retention_ms, 60_000);
+    }
+
+    #[test]
+    fn an_offsets_topic_from_before_compaction_is_upgraded_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What a broker without compaction created.
+            let topics = registry(dir.path());
+            let old = TopicOverrides::parse([("retention.ms", Some("-1"))]).unwrap();
+            topics.create(OFFSETS_TOPIC, OFFSETS_PARTITIONS, old).unwrap();
+            let entry = [(
+                records::offset_key("g", "t", 0),
+                Some(records::offset_value(&committed(7))),
+            )];
+            append(&topics, OFFSETS_TOPIC, "g", &entry, 1_000).unwrap();
+            for (_, p) in topics.all_partitions() {
+                p.close().unwrap();
+            }
+        }
+        let topics = registry(dir.path());
+        assert_eq!(
+            topics.get(OFFSETS_TOPIC).unwrap().config.cleanup_policy,
+            CleanupPolicy::Delete
+        );
+        ensure_topics(&topics, 60_000).unwrap();
+        let upgraded = topics.get(OFFSETS_TOPIC).unwrap();
+        assert_eq!(upgraded.config.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(upgraded.overrides.get("cleanup.policy"), Some("compact"));
+        assert_eq!(
+            upgraded.overrides.get("retention.ms"),
+            Some("-1"),
+            "other overrides stay"
+        );
+        // The logs took the new policy at once: a compacted log refuses a record without a key.
+        let mut keyless = sapper_log::batch::testing::simple_batch(1, 1_000, b"v");
+        let options = AppendOptions {
+            leader_epoch: 0,
+            now_ms: 1_000,
+            log_append_time: false,
+        };
+        assert!(matches!(
+            upgraded.partitions[0].append(&mut keyless, &options),
+            Err(LogError::CorruptBatch(sapper_log::batch::BatchError::MissingKey))
+        ));
+        assert_eq!(
+            replay(&topics, 2_000)["g"].offsets.get("t", 0).map(|c| c.offset),
+            Some(7)
+        );
+        for (_, p) in topics.all_partitions() {
+            p.close().unwrap();
+        }
+        drop(topics);
+        // Persisted: the next start sees a compacted topic and changes nothing.
+        let topics = registry(dir.path());
+        assert_eq!(
+            topics.get(OFFSETS_TOPIC).unwrap().config.cleanup_policy,
+            CleanupPolicy::Compact
+        );
+        ensure_topics(&topics, 60_000).unwrap();
+        assert_eq!(topics.get(OFFSETS_TOPIC).unwrap().overrides, upgraded.overrides);
+    }
 
     #[test]
     fn partition_matches_kafka_java_hash() {

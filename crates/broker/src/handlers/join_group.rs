@@ -7,19 +7,18 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::dispatch::RequestContext;
 use crate::group::state::{JoinRequest, JoinResult};
 
-pub async fn handle(broker: &Broker, request: JoinGroupRequest, version: i16) -> JoinGroupResponse {
-    handle_for_client(broker, request, version, "").await
-}
-
-/// JoinGroup from a client that named itself `client_id` in the request header.
-pub async fn handle_for_client(
+/// JoinGroup; the member is recorded with the header's client id and the peer's address
+/// (DescribeGroups shows both).
+pub async fn handle_in(
     broker: &Broker,
+    ctx: &RequestContext<'_>,
     request: JoinGroupRequest,
     version: i16,
-    client_id: &str,
 ) -> JoinGroupResponse {
+    let client_id = ctx.client_id;
     if request.group_id.is_empty() {
         return error_response(&request, ResponseError::InvalidGroupId.code());
     }
@@ -27,8 +26,7 @@ pub async fn handle_for_client(
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
         client_id: client_id.to_string(),
-        // The peer address is not known to handlers; Kafka reports "/ip".
-        client_host: "/".to_string(),
+        client_host: ctx.client_host(),
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms: if version >= 1 {
             request.rebalance_timeout_ms

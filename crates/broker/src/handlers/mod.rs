@@ -1,6 +1,7 @@
 //! One module per Kafka API. Each has `handle(broker, request, version) -> response` and
 //! `error_response(&request, code) -> response` (the same shape with `code` in every error
-//! slot, used for UNSUPPORTED_VERSION and request-wide failures).
+//! slot, used for UNSUPPORTED_VERSION and request-wide failures). A handler that needs to know
+//! who is asking has `handle_in(broker, &RequestContext, request, version)` instead.
 
 pub mod api_versions;
 pub mod create_partitions;

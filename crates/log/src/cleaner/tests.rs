@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use kafka_protocol::records::{Compression as Codec, RecordBatchDecoder};
+use kafka_protocol::records::RecordBatchDecoder;
 
 use super::testing::keyed_batch;
 use crate::batch::{BatchIter, BatchView, Compression};
@@ -32,7 +32,7 @@ fn opts(now_ms: i64) -> AppendOptions {
 type Kv<'a> = (&'a str, Option<&'a str>);
 
 /// Appends one batch of `records` at `ts` and returns its base offset.
-fn put_with(log: &mut Log, records: &[Kv<'_>], ts: i64, codec: Codec) -> i64 {
+fn put_with(log: &mut Log, records: &[Kv<'_>], ts: i64, codec: Compression) -> i64 {
     let records: Vec<(&[u8], Option<&[u8]>)> = records
         .iter()
         .map(|(k, v)| (k.as_bytes(), v.map(str::as_bytes)))
@@ -47,7 +47,7 @@ fn put_with(log: &mut Log, records: &[Kv<'_>], ts: i64, codec: Codec) -> i64 {
 }
 
 fn put(log: &mut Log, records: &[Kv<'_>], ts: i64) -> i64 {
-    put_with(log, records, ts, Codec::None)
+    put_with(log, records, ts, Compression::None)
 }
 
 /// `(offset, key, value)` of every record a consumer reading from the start gets, after
@@ -250,11 +250,11 @@ fn the_active_segment_is_never_touched() {
 
 #[test]
 fn compressed_batches_are_rewritten_with_their_codec() {
-    for (codec, expected) in [
-        (Codec::Gzip, Compression::Gzip),
-        (Codec::Snappy, Compression::Snappy),
-        (Codec::Lz4, Compression::Lz4),
-        (Codec::Zstd, Compression::Zstd),
+    for codec in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), config(), 0).unwrap();
@@ -274,7 +274,7 @@ fn compressed_batches_are_rewritten_with_their_codec() {
         );
         let bytes = log.read(0, 1, i64::MAX).unwrap().bytes;
         let view = BatchView::parse_validated(&bytes).unwrap();
-        assert_eq!(view.compression(), Some(expected));
+        assert_eq!(view.compression(), Some(codec));
         assert_eq!(view.records_count(), 2);
         assert_eq!(
             consume(&log),
@@ -544,7 +544,7 @@ fn a_fetch_inside_a_trailing_gap_gets_an_empty_batch_up_to_the_log_end() {
     };
     let mut log = Log::open(dir.path(), config, 0).unwrap();
     put(&mut log, &[("a", Some("1"))], 10);
-    put_with(&mut log, &[("b", Some("1")), ("a", None)], 10, Codec::Zstd);
+    put_with(&mut log, &[("b", Some("1")), ("a", None)], 10, Compression::Zstd);
     put(&mut log, &[("b", None)], 10);
     log.enforce_retention(DAY).unwrap(); // time-based roll: the active segment is empty
     let stats = log.clean(DAY).unwrap();

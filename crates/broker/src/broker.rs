@@ -6,6 +6,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{ClusterError, ClusterNode, ClusterView};
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
@@ -20,6 +21,8 @@ pub enum BrokerError {
     Identity(#[from] IdentityError),
     #[error("cannot load topics: {0}")]
     Topics(#[from] TopicError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -41,12 +44,19 @@ pub struct Broker {
     /// Host clients are told to connect to.
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// Single node, or a cluster member: where answers about brokers, leaders and topic
+    /// changes come from.
+    pub cluster: ClusterView,
     /// Cancelled when the broker begins shutting down.
     pub shutdown: CancellationToken,
 }
 
 impl Broker {
-    /// Opens the data directory (identity, topics, logs with recovery) for a broker bound at `bound`.
+    /// Opens the data directory (identity, topics, logs with recovery) for a broker bound at
+    /// `bound`. With voters configured it is a cluster member: the topics come from the
+    /// metadata, so no log is opened until the first image arrives ([`crate::cluster::sync`]),
+    /// and the internal topics are created by the controller; a node that is also a controller
+    /// attaches its voter afterwards ([`crate::cluster::ClusterNode::attach_quorum`]).
     pub fn open(
         config: BrokerConfig,
         bound: SocketAddr,
@@ -63,9 +73,18 @@ impl Broker {
                 what: "open producer id allocator",
                 source,
             })?;
-        let topics = Arc::new(TopicRegistry::load(config.clone())?);
-        let groups = GroupCoordinator::open(&topics, config.groups.clone())?;
         let (advertised_host, advertised_port) = advertised(&config, bound);
+        let (topics, groups, cluster) = if config.cluster.is_cluster() {
+            let topics = Arc::new(TopicRegistry::load_cluster(config.clone())?);
+            let groups = GroupCoordinator::for_cluster(config.groups.clone());
+            let node =
+                ClusterNode::start(config.node_id, &config.cluster, &advertised_host, advertised_port)?;
+            (topics, groups, ClusterView::Cluster(Arc::new(node)))
+        } else {
+            let topics = Arc::new(TopicRegistry::load(config.clone())?);
+            let groups = GroupCoordinator::open(&topics, config.groups.clone())?;
+            (topics, groups, ClusterView::Single)
+        };
         Ok(Arc::new(Self {
             config,
             identity,
@@ -75,6 +94,7 @@ impl Broker {
             groups,
             advertised_host,
             advertised_port,
+            cluster,
             shutdown,
         }))
     }

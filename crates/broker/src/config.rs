@@ -61,6 +61,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Consumer group coordinator and committed offsets.
     pub groups: crate::group::GroupSettings,
+    /// Roles, quorum voters, rack: cluster mode when voters are given.
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 impl Default for BrokerConfig {
@@ -83,6 +85,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: sapper_wire::frame::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 10_000,
             groups: crate::group::GroupSettings::default(),
+            cluster: crate::cluster::ClusterSettings::default(),
         }
     }
 }
@@ -116,6 +119,13 @@ pub struct ConfigFile {
     pub offset_metadata_max_bytes: Option<usize>,
     /// Sapper's own: retention of the commit history topic.
     pub offsets_history_retention_ms: Option<i64>,
+    /// `broker,controller`, `broker` or `controller`.
+    pub process_roles: Option<String>,
+    pub controller_listener: Option<SocketAddr>,
+    /// `1@127.0.0.1:19091,2@127.0.0.1:19092,...`
+    pub controller_quorum_voters: Option<String>,
+    pub broker_rack: Option<String>,
+    pub default_replication_factor: Option<i16>,
 }
 
 /// Flags and `SAPPER_*` variables; each overrides the file when given.
@@ -171,6 +181,8 @@ pub struct BrokerArgs {
     pub flush_interval_ms: Option<u64>,
     #[command(flatten)]
     pub groups: crate::group::GroupArgs,
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 impl BrokerConfig {
@@ -219,6 +231,15 @@ impl BrokerConfig {
             offset_metadata_max_bytes: f.offset_metadata_max_bytes,
             offsets_history_retention_ms: f.offsets_history_retention_ms,
         });
+        self.cluster
+            .apply(&crate::cluster::ClusterArgs {
+                roles: f.process_roles.clone(),
+                controller_listen: f.controller_listener,
+                voters: f.controller_quorum_voters.clone(),
+                rack: f.broker_rack.clone(),
+                default_replication_factor: f.default_replication_factor,
+            })
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
     }
 
@@ -245,6 +266,9 @@ impl BrokerConfig {
             self.flush = parse_flush(a.flush.as_deref(), a.flush_interval_ms)?;
         }
         self.groups.apply(&a.groups);
+        self.cluster
+            .apply(&a.cluster)
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
     }
 
@@ -281,6 +305,9 @@ impl BrokerConfig {
         }
         if let Err((key, message)) = self.groups.validate() {
             return invalid(key, message);
+        }
+        if let Err((key, message)) = self.cluster.validate(self.node_id) {
+            return invalid(key, &message);
         }
         Ok(())
     }
@@ -426,6 +453,38 @@ mod tests {
         .unwrap();
         assert_eq!(config.groups.max_session_timeout_ms, 30_000);
         assert_eq!(config.groups.offset_metadata_max_bytes, 10);
+    }
+
+    #[test]
+    fn cluster_settings_come_from_toml_keys_and_flags() {
+        let config = load_toml(
+            "node_id = 2\n\
+             process_roles = \"broker\"\n\
+             controller_quorum_voters = \"1@127.0.0.1:19091,2@127.0.0.1:19092\"\n\
+             broker_rack = \"a\"\n\
+             default_replication_factor = 2\n",
+            BrokerArgs {
+                cluster: crate::cluster::ClusterArgs {
+                    rack: Some("b".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let c = &config.cluster;
+        assert!(c.is_cluster());
+        assert!(c.roles.broker && !c.roles.controller);
+        assert_eq!(c.rack.as_deref(), Some("b"));
+        assert_eq!(c.default_replication_factor, 2);
+        assert_eq!(c.controller_listen(2), Some("127.0.0.1:19092".parse().unwrap()));
+        let err = load_toml(
+            "controller_quorum_voters = \"1@127.0.0.1:1\"\nnode_id = 5\n",
+            BrokerArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("controller_quorum_voters"), "{err}");
     }
 
     #[test]

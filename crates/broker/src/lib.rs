@@ -6,6 +6,7 @@
 //!
 //! ## Layout
 //! - [`config`]: broker configuration (file, environment, flags).
+//! - [`cluster`]: single node or cluster member (metadata image, controller, roles).
 //! - [`server`]: accept loop, background maintenance, shutdown.
 //! - [`connection`] and [`dispatch`]: frames in, responses out, in order.
 //! - [`handlers`]: one module per Kafka API.
@@ -15,6 +16,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dispatch;

@@ -2,14 +2,48 @@
 //!
 //! On a single broker the high watermark is the log end offset: every appended batch is
 //! acknowledged by the only replica. Replication (a later issue) will separate the two.
+//!
+//! Each partition has a [`PartitionRole`]: a single-node broker leads every partition it has;
+//! in a cluster the role comes from the metadata image (`crate::cluster::sync` sets it) and
+//! only the leader serves produce, client fetches and offsets lookups.
 
 use std::path::Path;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use sapper_log::{
     AppendOptions, AppendOutcome, CleanStats, Log, LogConfig, LogError, ReadResult, TimestampOffset,
 };
 use tokio::sync::watch;
+
+/// What this broker is for one partition, as the metadata says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionRole {
+    /// Serves produce and fetch; appends are stamped with `epoch`.
+    Leader { epoch: i32 },
+    /// Holds a replica led by `leader` ([`NO_LEADER`]: none) at `epoch`.
+    Follower { leader: i32, epoch: i32 },
+}
+
+/// Kafka's "no leader" id, as [`PartitionRole::Follower`] carries it.
+pub const NO_LEADER: i32 = -1;
+
+impl PartitionRole {
+    /// The role of every partition of a single-node broker.
+    pub const SINGLE_NODE: Self = Self::Leader { epoch: 0 };
+    /// A partition opened in a cluster before the metadata has told its role.
+    pub const UNKNOWN: Self = Self::Follower {
+        leader: NO_LEADER,
+        epoch: -1,
+    };
+
+    /// The leader epoch when this broker leads.
+    pub fn leader_epoch(self) -> Option<i32> {
+        match self {
+            Self::Leader { epoch } => Some(epoch),
+            Self::Follower { .. } => None,
+        }
+    }
+}
 
 /// A partition's log plus the notification fetch requests wait on.
 #[derive(Debug)]
@@ -17,6 +51,7 @@ pub struct Partition {
     pub index: i32,
     log: RwLock<Log>,
     high_watermark: watch::Sender<i64>,
+    role: Mutex<PartitionRole>,
 }
 
 /// Offsets a response reports for a partition.
@@ -27,15 +62,37 @@ pub struct PartitionOffsets {
 }
 
 impl Partition {
-    /// Opens (recovering if needed) the partition's log in `dir`.
-    pub fn open(index: i32, dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self, LogError> {
+    /// Opens (recovering if needed) the partition's log in `dir`, in `role`.
+    pub fn open(
+        index: i32,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        role: PartitionRole,
+    ) -> Result<Self, LogError> {
         let log = Log::open(dir, config, now_ms)?;
         let (high_watermark, _) = watch::channel(log.log_end_offset());
         Ok(Self {
             index,
             log: RwLock::new(log),
             high_watermark,
+            role: Mutex::new(role),
         })
+    }
+
+    /// This broker's role for the partition now.
+    pub fn role(&self) -> PartitionRole {
+        *self.role.lock()
+    }
+
+    /// Changes the role; answers the previous one. Fetchers waiting on the partition are
+    /// woken so they notice a lost leadership.
+    pub fn set_role(&self, role: PartitionRole) -> PartitionRole {
+        let old = std::mem::replace(&mut *self.role.lock(), role);
+        if old != role {
+            self.high_watermark.send_modify(|_| {});
+        }
+        old
     }
 
     /// Appends a produce request's batches and wakes fetchers waiting on this partition.

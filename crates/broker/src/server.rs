@@ -30,6 +30,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
     if let FlushPolicy::IntervalMs(ms) = broker.config.flush {
         background.spawn(flush_loop(broker.clone(), Duration::from_millis(ms)));
     }
+    broker.cluster.spawn_tasks(&broker, &mut background);
 
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut connections = JoinSet::new();

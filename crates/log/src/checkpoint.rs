@@ -3,7 +3,8 @@
 //! clean. Recovery reads it to decide how much of the log must be re-validated.
 //!
 //! Format: JSON, `{"version":1,"log_start_offset":..,"recovery_point":..,"clean_shutdown":..,
-//! "active_segment_base":..,"active_segment_first_append_ms":..}`. It is replaced atomically
+//! "active_segment_base":..,"active_segment_first_append_ms":..,"high_watermark":..}`
+//! (`high_watermark` is optional: files written before replication lack it). It is replaced atomically
 //! (tmp + fsync + rename + directory fsync), so it is either the old or the new checkpoint. A
 //! missing or unreadable checkpoint means "unclean, recover everything".
 
@@ -32,6 +33,10 @@ pub(crate) struct Checkpoint {
     pub active_segment_base: i64,
     /// Wall clock of the active segment's first append (drives `segment.ms`).
     pub active_segment_first_append_ms: Option<i64>,
+    /// The replication high watermark when the checkpoint was written (Kafka keeps it in
+    /// `replication-offset-checkpoint`); absent in files written before replication existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_watermark: Option<i64>,
 }
 
 impl Checkpoint {
@@ -49,7 +54,14 @@ impl Checkpoint {
             clean_shutdown,
             active_segment_base,
             active_segment_first_append_ms,
+            high_watermark: None,
         }
+    }
+
+    /// The same checkpoint recording `high_watermark`.
+    pub fn with_high_watermark(mut self, high_watermark: i64) -> Self {
+        self.high_watermark = Some(high_watermark);
+        self
     }
 
     /// Reads the checkpoint in `dir`; `None` if it is missing, unreadable or of another version.
@@ -98,5 +110,15 @@ mod tests {
         assert_eq!(Checkpoint::read(dir.path()), None);
         fs::write(dir.path().join(FILE_NAME), br#"{"version":9,"log_start_offset":0,"recovery_point":0,"clean_shutdown":true,"active_segment_base":0,"active_segment_first_append_ms":null}"#).unwrap();
         assert_eq!(Checkpoint::read(dir.path()), None);
+    }
+
+    #[test]
+    fn high_watermark_is_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), br#"{"version":1,"log_start_offset":0,"recovery_point":5,"clean_shutdown":true,"active_segment_base":0,"active_segment_first_append_ms":null}"#).unwrap();
+        assert_eq!(Checkpoint::read(dir.path()).unwrap().high_watermark, None);
+        let c = Checkpoint::new(0, 5, false, 0, None).with_high_watermark(4);
+        c.write(dir.path()).unwrap();
+        assert_eq!(Checkpoint::read(dir.path()).unwrap().high_watermark, Some(4));
     }
 }

@@ -48,3 +48,26 @@ impl LogError {
         }
     }
 }
+
+/// Why a replication operation on the log (follower append, truncation) failed: the log's own
+/// failures, plus the outcomes a replica fetcher acts on. Separate from [`LogError`] so that
+/// code mapping every `LogError` to a Kafka error code keeps compiling.
+#[derive(Debug, Error)]
+pub enum ReplicaError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Truncation must cut between batches, but `offset` lies inside the batch
+    /// `[batch_base_offset, batch_last_offset]`: truncate to `batch_base_offset` instead (or
+    /// ask the leader again; leaders and followers share batch boundaries).
+    #[error("offset {offset} is inside the batch [{batch_base_offset}, {batch_last_offset}], not at a batch boundary")]
+    NotBatchBoundary {
+        offset: i64,
+        batch_base_offset: i64,
+        batch_last_offset: i64,
+    },
+    /// The leader's batches do not start at this log's end offset (Kafka's
+    /// `UnexpectedAppendOffsetException`): nothing was written. The fetcher refetches from
+    /// `log_end_offset`, or truncates / resets the log if the leader is past it.
+    #[error("replicated batches start at offset {first_offset}, but the log ends at {log_end_offset}")]
+    UnexpectedAppendOffset { first_offset: i64, log_end_offset: i64 },
+}

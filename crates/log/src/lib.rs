@@ -12,12 +12,16 @@
 //! - [`config`]: [`LogConfig`] and [`FlushPolicy`].
 //! - [`error`]: [`LogError`], typed by what the caller must answer.
 //! - [`producer_state`]: per-producer sequence tracking and its snapshots.
+//! - [`leader_epoch`]: the leader-epoch cache (`leader-epoch-checkpoint`) and OffsetForLeaderEpoch.
 //! - `log`: [`Log`], the public handle (append, retention, truncation, flush, close), with
 //!   `admission` validating a produce request and checking producer sequences first;
 //!   `lookup`: its read side (fetch by offset, ListOffsets by timestamp).
 //! - `segment`: one `.log` file with its in-memory `offset_index` and `time_index`;
 //!   `scan` walks a segment's batches with positional reads; `records` walks the records of an
 //!   uncompressed batch for their timestamps.
+//! - Replication: `follower` appends a leader's batches verbatim, `truncate` cuts a diverged
+//!   tail (or the whole log), `replica` holds the high watermark and the leader-epoch queries;
+//!   their failures are [`ReplicaError`].
 //! - `recovery`: opening a directory (what to trust, what to re-validate), with the
 //!   `checkpoint` file and `durable` (atomic file replacement) helpers.
 //! - `retention`: the pure decision of which old segments to delete.
@@ -34,24 +38,29 @@ pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod keyed_batch;
+pub mod leader_epoch;
 pub mod producer_state;
 
 mod admission;
 mod checkpoint;
 mod codec;
 mod durable;
+mod follower;
 mod log;
 mod lookup;
 mod offset_index;
 mod records;
 mod recovery;
+mod replica;
 mod retention;
 mod scan;
 mod segment;
 mod time_index;
+mod truncate;
 
 pub use cleaner::{CleanPlan, CleanStats, CleanedSegments};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
-pub use error::LogError;
+pub use error::{LogError, ReplicaError};
 pub use keyed_batch::KeyedRecord;
+pub use leader_epoch::{EpochEndOffset, EpochEntry, LeaderEpochCache};
 pub use log::{AppendInfo, AppendOptions, AppendOutcome, Log, ReadResult, TimestampOffset};

@@ -4,15 +4,20 @@
 //!   compacted log, `allow_gaps`, they only increase: the cleaner removes records and batches);
 //! - there is always at least one segment, the last one is the active one, and only it grows;
 //! - a segment never holds a partial batch (a failed write is cut back and the log goes offline);
-//! - `log_start_offset` lies between the first segment's base offset and the log end offset.
+//! - `log_start_offset` lies between the first segment's base offset and the log end offset;
+//! - `log_start_offset <= high_watermark <= log_end_offset`;
+//! - the leader-epoch cache has no entry at or past the log end offset once an append or a
+//!   truncation returns, and it is written to disk before the batches that extend it.
 //!
 //! Reads and lookups live in `lookup`; opening and recovery in `recovery`; compaction in
-//! `cleaner`.
+//! `cleaner`; truncation in `truncate`; follower appends in `follower`; the high watermark and
+//! leader-epoch queries in `replica`.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::admission::{self, Incoming};
 use crate::batch;
@@ -21,6 +26,7 @@ use crate::cleaner;
 use crate::config::{FlushPolicy, LogConfig};
 use crate::durable;
 use crate::error::LogError;
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::ProducerStateManager;
 use crate::recovery;
 use crate::retention::{self, SegmentSummary};
@@ -32,7 +38,9 @@ const SNAPSHOTS_TO_KEEP: usize = 3;
 /// How one append is to be stamped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOptions {
-    /// Written into each batch's `partitionLeaderEpoch`.
+    /// The appending leader's epoch: written into each batch's `partitionLeaderEpoch`, and
+    /// recorded in the leader-epoch cache as starting at this append when it is new. A
+    /// negative epoch is stamped but never recorded.
     pub leader_epoch: i32,
     /// Wall clock of the append: segment age, and the timestamp for `LogAppendTime`.
     pub now_ms: i64,
@@ -88,9 +96,13 @@ pub struct Log {
     pub(crate) segments: BTreeMap<i64, Segment>,
     pub(crate) log_start_offset: i64,
     /// Everything below this offset is fsynced.
-    recovery_point: i64,
-    producer_state: ProducerStateManager,
+    pub(crate) recovery_point: i64,
+    pub(crate) producer_state: ProducerStateManager,
     offline: bool,
+    /// Which leader epoch wrote which offsets (`leader-epoch-checkpoint`).
+    pub(crate) leader_epochs: LeaderEpochCache,
+    /// Replication high watermark; atomic so a leader can move it under a read lock.
+    pub(crate) high_watermark: AtomicI64,
     /// Offsets may have gaps: the policy compacts, or the cleaner has run on this log (its
     /// checkpoint file exists), so recovery and truncation must not treat gaps as damage.
     pub(crate) allow_gaps: bool,
@@ -104,6 +116,9 @@ pub struct Log {
     /// Test hook: the next write stores only this many bytes and then fails.
     #[cfg(test)]
     pub(crate) fail_next_write_after: Option<usize>,
+    /// Test hook: a truncation stops (as if killed) after this many of its durable steps.
+    #[cfg(test)]
+    pub(crate) crash_after_step: Option<usize>,
 }
 
 impl Log {
@@ -123,15 +138,22 @@ impl Log {
             recovery_point: 0,
             producer_state: recovered.producer_state,
             offline: false,
+            leader_epochs: recovered.leader_epochs,
+            high_watermark: AtomicI64::new(recovered.log_start_offset),
             allow_gaps,
             first_dirty_offset: cleaner_checkpoint.map_or(i64::MIN, |c| c.first_dirty_offset),
             oldest_tombstone_ms: cleaner_checkpoint.and_then(|c| c.oldest_tombstone_ms),
             truncations: 0,
             #[cfg(test)]
             fail_next_write_after: None,
+            #[cfg(test)]
+            crash_after_step: None,
         };
         // Recovery fsynced what it re-validated; a clean shutdown fsynced everything.
         log.recovery_point = log.log_end_offset();
+        // Kafka's default for a log without a recorded high watermark is its start.
+        let hw = recovered.high_watermark.unwrap_or(log.log_start_offset);
+        log.reset_high_watermark(hw);
         // Clears the clean-shutdown flag: from now on a crash must trigger recovery.
         log.write_checkpoint(false)?;
         Ok(log)
@@ -215,7 +237,9 @@ impl Log {
         }
         let span: i64 = incoming.iter().map(|b| b.offset_span).sum();
         let last_offset = base_offset + span - 1;
-        let result = self.write_batches(batches, &incoming, base_offset, last_offset, opts);
+        let result = self
+            .maybe_assign_epoch(opts.leader_epoch, base_offset)
+            .and_then(|()| self.write_batches(batches, &incoming, base_offset, last_offset, opts));
         self.guard(result)?;
         match verdict.updated_state {
             Some(state) => self.producer_state = state,
@@ -247,11 +271,6 @@ impl Log {
         last_offset: i64,
         opts: &AppendOptions,
     ) -> Result<(), LogError> {
-        let active = self.active();
-        let too_big = !active.fits(batches.len() as u64, last_offset, self.config.segment_bytes);
-        if !active.is_empty() && (too_big || self.segment_expired(opts.now_ms)) {
-            self.roll()?;
-        }
         let mut pos = 0usize;
         let mut offset = base_offset;
         for b in incoming {
@@ -265,7 +284,17 @@ impl Log {
             pos += b.size;
             offset += b.offset_span;
         }
-        let bytes = &*batches;
+        self.write_run(batches, last_offset, opts.now_ms)
+    }
+
+    /// Appends `bytes` (whole batches with final offsets, ending at `last_offset`) to the
+    /// active segment in one write, rolling first if they do not fit or the segment is too old.
+    pub(crate) fn write_run(&mut self, bytes: &[u8], last_offset: i64, now_ms: i64) -> Result<(), LogError> {
+        let active = self.active();
+        let too_big = !active.fits(bytes.len() as u64, last_offset, self.config.segment_bytes);
+        if !active.is_empty() && (too_big || self.segment_expired(now_ms)) {
+            self.roll()?;
+        }
         let previous_size = self.active().size();
         if let Err(source) = self.write_and_sync(bytes) {
             // Never leave a partial batch behind; if even this fails, recovery will cut it.
@@ -279,7 +308,7 @@ impl Log {
             });
         }
         let interval = self.config.index_interval_bytes;
-        self.active_mut().track_appended(bytes, interval, opts.now_ms);
+        self.active_mut().track_appended(bytes, interval, now_ms);
         Ok(())
     }
 
@@ -297,7 +326,7 @@ impl Log {
     }
 
     /// Whether the active segment's first append is older than `segment.ms`.
-    fn segment_expired(&self, now_ms: i64) -> bool {
+    pub(crate) fn segment_expired(&self, now_ms: i64) -> bool {
         self.active()
             .first_append_ms()
             .is_some_and(|first| now_ms.saturating_sub(first) > self.config.segment_ms)
@@ -376,6 +405,17 @@ impl Log {
             .copied()
             .unwrap_or(self.log_start_offset);
         self.log_start_offset = self.log_start_offset.max(first);
+        self.log_start_moved()
+    }
+
+    /// After the log start offset moved up: the high watermark follows, and the leader-epoch
+    /// cache forgets what lies below it.
+    fn log_start_moved(&mut self) -> Result<(), LogError> {
+        self.high_watermark
+            .fetch_max(self.log_start_offset, Ordering::AcqRel);
+        if self.leader_epochs.truncate_from_start(self.log_start_offset) {
+            self.write_leader_epochs()?;
+        }
         Ok(())
     }
 
@@ -394,6 +434,9 @@ impl Log {
             return Ok(());
         }
         self.log_start_offset = offset;
+        if let Err(e) = self.log_start_moved() {
+            return self.guard(Err(e));
+        }
         let below = self
             .segments
             .iter()
@@ -404,57 +447,6 @@ impl Log {
             .delete_oldest(below)
             .and_then(|()| self.write_checkpoint(false));
         self.guard(result)
-    }
-
-    /// Removes every batch at and after `offset`. If `offset` falls inside a batch, that whole
-    /// batch goes, so the new log end offset is that batch's base offset. Producer state is
-    /// rebuilt from the remaining log.
-    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        self.ensure_online()?;
-        if offset >= self.log_end_offset() {
-            return Ok(());
-        }
-        let result = self.truncate_inner(offset);
-        self.guard(result)
-    }
-
-    fn truncate_inner(&mut self, offset: i64) -> Result<(), LogError> {
-        let dir = self.dir.clone();
-        let io = |op| LogError::io(&dir, op);
-        self.truncations += 1;
-        // Below the log start offset nothing is kept (Kafka's truncateFullyAndStartAt).
-        let doomed: Vec<i64> = if offset < self.log_start_offset {
-            self.segments.keys().copied().collect()
-        } else {
-            self.segments.range(offset..).map(|(&b, _)| b).collect()
-        };
-        for base in doomed {
-            if let Some(seg) = self.segments.remove(&base) {
-                seg.delete().map_err(io("delete segment"))?;
-            }
-        }
-        let interval = self.config.index_interval_bytes;
-        let allow_gaps = self.allow_gaps;
-        match self.segments.values_mut().next_back() {
-            Some(active) => active
-                .truncate_to(offset, interval, allow_gaps)
-                .map_err(io("truncate segment"))?,
-            None => {
-                self.segments.insert(
-                    offset,
-                    Segment::create(&dir, offset).map_err(io("create segment"))?,
-                );
-                self.log_start_offset = offset;
-            }
-        }
-        let log_end = self.log_end_offset();
-        self.log_start_offset = self.log_start_offset.min(log_end);
-        self.recovery_point = self.recovery_point.min(log_end);
-        ProducerStateManager::delete_snapshots_after(&dir, log_end)
-            .map_err(io("delete producer snapshots"))?;
-        self.producer_state = recovery::rebuild_producer_state(&dir, &self.segments, log_end)
-            .map_err(io("rebuild producer state"))?;
-        self.write_checkpoint(false)
     }
 
     /// Fsyncs data and indexes up to the log end offset, then records it as the recovery point.
@@ -514,6 +506,7 @@ impl Log {
             active.base_offset(),
             active.first_append_ms(),
         )
+        .with_high_watermark(self.high_watermark())
         .write(&self.dir)
         .map_err(LogError::io(&self.dir, "write recovery checkpoint"))
     }

@@ -41,6 +41,14 @@ impl OffsetIndex {
             .map_or(0, |&(_, pos)| u64::from(pos))
     }
 
+    /// Drops the entries at or after file position `position` (the segment was cut there).
+    pub fn truncate_from_position(&mut self, position: u64) {
+        let keep = self
+            .entries
+            .partition_point(|&(_, pos)| u64::from(pos) < position);
+        self.entries.truncate(keep);
+    }
+
     /// The last entry `(relative_offset, position)`, if any.
     pub fn last(&self) -> Option<(u32, u32)> {
         self.entries.last().copied()

@@ -14,6 +14,9 @@
 //! - The first segment cut short by validation ends the log: all later segments are deleted.
 //! - Producer state: the newest snapshot at or below the log end offset, then the batches
 //!   after it replayed through `ProducerStateManager::update`.
+//! - Leader epochs: the `leader-epoch-checkpoint` file cut to the recovered log, checked against
+//!   the epoch of the log's last batch; rebuilt from every batch's `partitionLeaderEpoch` when
+//!   it is missing, unusable or disagrees.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,6 +27,7 @@ use std::path::Path;
 use crate::batch::BatchView;
 use crate::checkpoint::Checkpoint;
 use crate::durable::{self, TMP_SUFFIX};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{BatchMeta, ProducerStateManager};
 use crate::scan::{self, DEFAULT_CHUNK};
 use crate::segment::{self, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
@@ -34,6 +38,9 @@ pub(crate) struct Recovered {
     pub segments: BTreeMap<i64, Segment>,
     pub log_start_offset: i64,
     pub producer_state: ProducerStateManager,
+    pub leader_epochs: LeaderEpochCache,
+    /// The high watermark the checkpoint recorded, if any (not yet clamped to the log).
+    pub high_watermark: Option<i64>,
 }
 
 /// Recovers the log in `dir` (which must exist). Every segment that was re-validated is
@@ -121,11 +128,77 @@ pub(crate) fn recover(
 
     ProducerStateManager::delete_snapshots_after(dir, log_end)?;
     let producer_state = rebuild_producer_state(dir, &segments, log_end)?;
+    let leader_epochs = recover_leader_epochs(dir, &segments, log_start_offset, log_end)?;
     Ok(Recovered {
         segments,
         log_start_offset,
         producer_state,
+        leader_epochs,
+        high_watermark: checkpoint.and_then(|c| c.high_watermark),
     })
+}
+
+/// The leader-epoch cache of the recovered log `[log_start, log_end)`: the file's entries cut
+/// to the log, if they agree with the epoch of the last batch; otherwise rebuilt from the
+/// batches. Written back if it changed.
+pub(crate) fn recover_leader_epochs(
+    dir: &Path,
+    segments: &BTreeMap<i64, Segment>,
+    log_start: i64,
+    log_end: i64,
+) -> io::Result<LeaderEpochCache> {
+    let (mut cache, mut dirty) = match LeaderEpochCache::read(dir)? {
+        Some(Ok(cache)) => (cache, false),
+        Some(Err(e)) => {
+            tracing::warn!(dir = %dir.display(), error = ?e, "unusable leader-epoch-checkpoint; rebuilding it from the log");
+            (rebuild_leader_epochs(segments)?, true)
+        }
+        None if log_end > log_start => (rebuild_leader_epochs(segments)?, true),
+        None => (LeaderEpochCache::new(), false),
+    };
+    dirty |= cache.truncate_from_end(log_end);
+    dirty |= cache.truncate_from_start(log_start);
+    if let Some((last_offset, epoch)) = last_batch_epoch(segments, log_end)? {
+        if epoch >= 0 && cache.epoch_for_offset(last_offset) != Some(epoch) {
+            tracing::warn!(dir = %dir.display(), epoch, last_offset,
+                "leader-epoch-checkpoint disagrees with the log's last batch; rebuilding it from the log");
+            cache = rebuild_leader_epochs(segments)?;
+            cache.truncate_from_end(log_end);
+            cache.truncate_from_start(log_start);
+            dirty = true;
+        }
+    }
+    if dirty {
+        cache.write(dir)?;
+    }
+    Ok(cache)
+}
+
+/// Kafka's rule while recovering segments: each batch whose epoch is above every epoch seen so
+/// far starts that epoch.
+fn rebuild_leader_epochs(segments: &BTreeMap<i64, Segment>) -> io::Result<LeaderEpochCache> {
+    let mut cache = LeaderEpochCache::new();
+    for seg in segments.values() {
+        scan::scan(seg.file(), 0, seg.size(), false, DEFAULT_CHUNK, |_, view| {
+            let epoch = view.partition_leader_epoch();
+            if epoch >= 0 && cache.latest_epoch().is_none_or(|latest| epoch > latest) {
+                cache.assign(epoch, view.base_offset());
+            }
+            ControlFlow::Continue(())
+        })?;
+    }
+    Ok(cache)
+}
+
+/// `(last_offset, partitionLeaderEpoch)` of the batch holding `log_end - 1`, if there is one.
+fn last_batch_epoch(segments: &BTreeMap<i64, Segment>, log_end: i64) -> io::Result<Option<(i64, i32)>> {
+    let last = log_end - 1;
+    let Some(seg) = segments.range(..=last).next_back().map(|(_, s)| s) else {
+        return Ok(None);
+    };
+    Ok(seg
+        .locate(last, 0)?
+        .map(|b| (b.last_offset, b.partition_leader_epoch)))
 }
 
 /// Deletes leftovers of interrupted writes and returns the base offsets of the segment files,

@@ -46,6 +46,15 @@ pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// Where a batch lies in a segment, with the header fields truncation and recovery need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchLocation {
+    pub position: u64,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub partition_leader_epoch: i32,
+}
+
 /// One segment of a partition log: its file, indexes and summary.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -391,6 +400,11 @@ impl Segment {
 
     /// Position of the first batch whose last offset is >= `offset`, or `None` past the end.
     pub fn find_position(&self, offset: i64, index_interval: u32) -> io::Result<Option<u64>> {
+        Ok(self.locate(offset, index_interval)?.map(|b| b.position))
+    }
+
+    /// The first batch whose last offset is >= `offset`, or `None` past the end.
+    pub fn locate(&self, offset: i64, index_interval: u32) -> io::Result<Option<BatchLocation>> {
         let start = self
             .relative(offset)
             .map_or(0, |rel| self.offset_index.lookup(rel));
@@ -398,7 +412,12 @@ impl Segment {
         let mut found = None;
         scan::scan(&self.file, start, self.size, false, chunk, |pos, view| {
             if view.last_offset() >= offset {
-                found = Some(pos);
+                found = Some(BatchLocation {
+                    position: pos,
+                    base_offset: view.base_offset(),
+                    last_offset: view.last_offset(),
+                    partition_leader_epoch: view.partition_leader_epoch(),
+                });
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -414,12 +433,47 @@ impl Segment {
             .map_or(0, |rel| self.offset_index.lookup(rel))
     }
 
-    /// Removes every batch at and after the one containing `offset`, rebuilding the indexes.
-    pub fn truncate_to(&mut self, offset: i64, index_interval: u32, allow_gaps: bool) -> io::Result<()> {
-        if let Some(pos) = self.find_position(offset, index_interval)? {
-            self.truncate_bytes(pos)?;
+    /// Removes every batch at and after the one containing `offset` (the segment then ends
+    /// at `offset`, or at that batch's base offset if it starts below `offset`). The indexes
+    /// are cut in memory, not rebuilt: only the batches after the last kept time-index entry
+    /// are read again, to find the largest remaining timestamp (as Kafka does). The index
+    /// files on disk are stale until the next [`Segment::persist_indexes`]; callers make sure
+    /// a crash before then re-validates this segment (recovery point at or below `offset`).
+    pub fn truncate_to(&mut self, offset: i64, index_interval: u32) -> io::Result<()> {
+        let next_offset = match self.locate(offset, index_interval)? {
+            Some(batch) => {
+                self.truncate_bytes(batch.position)?;
+                offset.min(batch.base_offset)
+            }
+            None => offset.min(self.next_offset),
+        };
+        self.offset_index.truncate_from_position(self.size);
+        let relative_end = self.relative(next_offset).unwrap_or(0);
+        self.time_index.truncate_from(relative_end);
+        let (mut max_ts, mut max_offset, start) = match self.time_index.last() {
+            Some((ts, rel)) => (
+                ts,
+                self.base_offset + i64::from(rel),
+                self.offset_index.lookup(rel),
+            ),
+            None => (i64::MIN, self.base_offset, 0),
+        };
+        scan::scan(&self.file, start, self.size, false, DEFAULT_CHUNK, |_, view| {
+            if view.max_timestamp() > max_ts {
+                max_ts = view.max_timestamp();
+                max_offset = view.base_offset();
+            }
+            ControlFlow::Continue(())
+        })?;
+        self.max_timestamp = max_ts;
+        self.offset_of_max_timestamp = max_offset;
+        self.next_offset = next_offset;
+        self.bytes_since_offset_entry = self.size - self.offset_index.last_position();
+        self.bytes_since_time_entry = self.bytes_since_offset_entry;
+        if self.size == 0 {
+            self.first_append_ms = None;
         }
-        self.recover(index_interval, allow_gaps)?;
+        self.indexes_durable = false;
         Ok(())
     }
 
@@ -430,6 +484,12 @@ impl Segment {
     /// Deletes the segment's files: indexes first, so a crash never leaves an index without
     /// its log (an orphan log simply gets its indexes rebuilt).
     pub fn delete(self) -> io::Result<()> {
+        self.delete_files()
+    }
+
+    /// [`Segment::delete`] keeping the handle: reads through it still work (the file is only
+    /// unlinked), so a log whose deletion fails half-way keeps a readable segment map.
+    pub fn delete_files(&self) -> io::Result<()> {
         durable::remove_if_exists(&self.dir.join(file_name(self.base_offset, INDEX_SUFFIX)))?;
         durable::remove_if_exists(&self.dir.join(file_name(self.base_offset, TIME_INDEX_SUFFIX)))?;
         durable::remove_if_exists(&self.log_path())
@@ -520,7 +580,7 @@ mod tests {
         append(&mut seg, &batch_at(0, 3, 5));
         let first = seg.size();
         append(&mut seg, &batch_at(3, 3, 9));
-        seg.truncate_to(4, 200, false).unwrap();
+        seg.truncate_to(4, 200).unwrap();
         assert_eq!((seg.size(), seg.next_offset()), (first, 3));
         assert_eq!(seg.max_timestamp(), Some((5, 0)));
     }

@@ -42,6 +42,12 @@ impl TimeIndex {
             .map(|&(_, rel)| rel)
     }
 
+    /// Drops the entries at or after `relative_offset` (the segment was cut there).
+    pub fn truncate_from(&mut self, relative_offset: u32) {
+        let keep = self.entries.partition_point(|&(_, rel)| rel < relative_offset);
+        self.entries.truncate(keep);
+    }
+
     /// The last entry: the segment's largest timestamp and where it first occurs, once the
     /// final maximum has been pushed.
     pub fn last(&self) -> Option<(i64, u32)> {

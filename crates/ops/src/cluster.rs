@@ -79,6 +79,12 @@ impl Cluster {
         })
     }
 
+    /// The version range of `api` that the broker at `addr` advertised in ApiVersions, or
+    /// `None` if it does not serve it.
+    pub async fn api_range(&mut self, addr: &str, api: ApiKey) -> Result<Option<(i16, i16)>, OpsError> {
+        Ok(self.conn(addr).await?.versions.range(api as i16))
+    }
+
     /// Sends the request `build(version)` to the broker at `addr`, at the highest version in
     /// `min..=max` it serves; returns that version with the response. `build` must leave
     /// fields the version lacks at their defaults.

@@ -1,25 +1,29 @@
 //! # sapper-ops: operating a cluster through the Kafka protocol
 //!
-//! The control plane's commands (`sapper group list|describe|delete|history`). They reach
-//! brokers only through the public Kafka protocol, over `sapper_wire::client`, exactly as any
-//! admin client would; the one thing shared with the broker is the documented record format of
-//! its internal topics (`sapper_broker::group::records`), so the history reader can never drift
-//! from the writer.
+//! The control plane's commands (`sapper group list|describe|delete|history`, `sapper cluster
+//! describe`). They reach brokers only through the public Kafka protocol, over
+//! `sapper_wire::client`, exactly as any admin client would; the one thing shared with the
+//! broker is the documented record format of its internal topics
+//! (`sapper_broker::group::records`), so the history reader can never drift from the writer.
 //!
 //! ## Layout
 //! - [`cluster`]: connections, version negotiation, Metadata and FindCoordinator.
 //! - [`group`]: the four group commands, each a pure report plus the requests that fill it.
+//! - [`cluster_cmd`]: `sapper cluster describe`: brokers, the metadata quorum, under-replicated
+//!   and offline partitions.
 //! - [`offsets`]: log offsets (ListOffsets) asked of each partition's leader.
 //! - [`table`], [`time`]: aligned text tables; times as operators type and read them.
 //! - [`error`]: the one error type at the boundary.
 
 pub mod cluster;
+pub mod cluster_cmd;
 pub mod error;
 pub mod group;
 pub mod offsets;
 pub mod table;
 pub mod time;
 
+pub use cluster_cmd::{ClusterArgs, ClusterCommand};
 pub use error::OpsError;
 pub use group::{GroupArgs, GroupCommand};
 

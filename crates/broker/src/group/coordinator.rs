@@ -4,8 +4,13 @@
 //!
 //! Writes happen under the lock, so the order of records per key in the log is the order of
 //! decisions in memory, which is what replay relies on.
+//!
+//! A single-node broker coordinates every group. In a cluster a broker coordinates the groups
+//! whose `__consumer_offsets` partition it leads: [`GroupCoordinator::load_partition`] brings
+//! a partition's groups in when it becomes leader, [`GroupCoordinator::unload_partition`]
+//! drops them (answering parked requests NOT_COORDINATOR) when it stops.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +47,12 @@ pub struct GroupCoordinator {
 struct Inner {
     groups: HashMap<String, Group>,
     next_token: Token,
-    joins: HashMap<Token, oneshot::Sender<JoinResult>>,
-    syncs: HashMap<Token, oneshot::Sender<SyncResult>>,
+    /// Parked requests, with the group they wait on.
+    joins: HashMap<Token, (String, oneshot::Sender<JoinResult>)>,
+    syncs: HashMap<Token, (String, oneshot::Sender<SyncResult>)>,
+    /// The `__consumer_offsets` partitions whose groups this broker coordinates; `None`: all
+    /// (a single-node broker).
+    owned: Option<HashSet<i32>>,
 }
 
 /// A group as DescribeGroups reports it.
@@ -86,6 +95,66 @@ impl GroupCoordinator {
         })
     }
 
+    /// A cluster member's coordinator: no groups until partitions are loaded.
+    pub fn for_cluster(settings: GroupSettings) -> Self {
+        Self {
+            config: GroupConfig::from(&settings),
+            settings,
+            inner: Mutex::new(Inner {
+                owned: Some(HashSet::new()),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// NOT_COORDINATOR unless this broker coordinates `group_id` now.
+    pub fn check_coordinator(&self, group_id: &str) -> Result<(), i16> {
+        if self.inner.lock().coordinates(group_id) {
+            Ok(())
+        } else {
+            Err(E::NotCoordinator.code())
+        }
+    }
+
+    /// Takes over the groups of `__consumer_offsets` partition `partition` (replayed from its
+    /// log by the caller) once this broker leads it.
+    pub fn load_partition(&self, partition: i32, groups: HashMap<String, Group>) {
+        let mut inner = self.inner.lock();
+        let count = groups.len();
+        for (id, group) in groups {
+            if store::partition_for(&id) == partition {
+                inner.groups.insert(id, group);
+            }
+        }
+        if let Some(owned) = inner.owned.as_mut() {
+            owned.insert(partition);
+        }
+        tracing::info!(
+            partition,
+            groups = count,
+            "coordinating the groups of {OFFSETS_TOPIC} partition"
+        );
+    }
+
+    /// Drops the groups of `partition` (this broker no longer leads it); their parked
+    /// JoinGroup and SyncGroup requests answer NOT_COORDINATOR.
+    pub fn unload_partition(&self, partition: i32) {
+        let mut inner = self.inner.lock();
+        let Some(owned) = inner.owned.as_mut() else {
+            return;
+        };
+        owned.remove(&partition);
+        let mine = |group: &str| store::partition_for(group) == partition;
+        inner.groups.retain(|id, _| !mine(id));
+        // Dropping a parked request's sender answers it NOT_COORDINATOR.
+        inner.joins.retain(|_, (group, _)| !mine(group));
+        inner.syncs.retain(|_, (group, _)| !mine(group));
+        tracing::info!(
+            partition,
+            "no longer coordinating the groups of {OFFSETS_TOPIC} partition"
+        );
+    }
+
     pub fn settings(&self) -> &GroupSettings {
         &self.settings
     }
@@ -102,9 +171,12 @@ impl GroupCoordinator {
         tracing::debug!(group = group_id, member = %member_id, "JoinGroup");
         let rx = {
             let mut inner = self.inner.lock();
+            if !inner.coordinates(group_id) {
+                return JoinResult::error(E::NotCoordinator.code(), &member_id);
+            }
             let token = inner.token();
             let (tx, rx) = oneshot::channel();
-            inner.joins.insert(token, tx);
+            inner.joins.insert(token, (group_id.to_string(), tx));
             let now = now_ms();
             let mut fx = Effects::default();
             inner
@@ -133,9 +205,12 @@ impl GroupCoordinator {
     ) -> SyncResult {
         let rx = {
             let mut inner = self.inner.lock();
+            if !inner.coordinates(group_id) {
+                return SyncResult::error(E::NotCoordinator.code());
+            }
             let token = inner.token();
             let (tx, rx) = oneshot::channel();
-            inner.syncs.insert(token, tx);
+            inner.syncs.insert(token, (group_id.to_string(), tx));
             let now = now_ms();
             let mut fx = Effects::default();
             match inner.groups.get_mut(group_id) {
@@ -157,7 +232,9 @@ impl GroupCoordinator {
 
     pub fn heartbeat(&self, group_id: &str, member_id: &str, instance: Option<&str>, generation: i32) -> i16 {
         let mut inner = self.inner.lock();
+        let coordinates = inner.coordinates(group_id);
         let code = match inner.groups.get_mut(group_id) {
+            _ if !coordinates => E::NotCoordinator.code(),
             Some(g) => g.heartbeat(member_id, instance, generation, now_ms()),
             None => E::UnknownMemberId.code(),
         };
@@ -174,6 +251,9 @@ impl GroupCoordinator {
     /// LeaveGroup; one error code per leaving member.
     pub fn leave(&self, topics: &TopicRegistry, group_id: &str, leaving: &[LeavingMember]) -> Vec<i16> {
         let mut inner = self.inner.lock();
+        if !inner.coordinates(group_id) {
+            return vec![E::NotCoordinator.code(); leaving.len()];
+        }
         let now = now_ms();
         let mut fx = Effects::default();
         let codes = match inner.groups.get_mut(group_id) {
@@ -198,6 +278,9 @@ impl GroupCoordinator {
     ) -> Result<(), i16> {
         let mut inner = self.inner.lock();
         let now = now_ms();
+        if !inner.coordinates(group_id) {
+            return Err(E::NotCoordinator.code());
+        }
         if !inner.groups.contains_key(group_id) {
             if generation >= 0 {
                 // A generation this coordinator does not have (the group expired or was
@@ -249,7 +332,13 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        if let Err(e) = store::append(topics, HISTORY_TOPIC, group_id, &history, now) {
+        if !store::leads(topics, HISTORY_TOPIC, group_id) {
+            // In a cluster the history partition may be led elsewhere: not written yet.
+            tracing::debug!(
+                group = group_id,
+                "offset history partition led elsewhere; not stored"
+            );
+        } else if let Err(e) = store::append(topics, HISTORY_TOPIC, group_id, &history, now) {
             // The commit itself is durable; only its history entry is missing.
             tracing::warn!(group = group_id, error = %e, "offset history not stored");
         }
@@ -319,6 +408,9 @@ impl GroupCoordinator {
     /// DeleteGroups for one group: NON_EMPTY_GROUP while it has members.
     pub fn delete_group(&self, topics: &TopicRegistry, group_id: &str) -> i16 {
         let mut inner = self.inner.lock();
+        if !inner.coordinates(group_id) {
+            return E::NotCoordinator.code();
+        }
         let Some(group) = inner.groups.get_mut(group_id) else {
             return E::GroupIdNotFound.code();
         };
@@ -352,6 +444,9 @@ impl GroupCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<Vec<i16>, i16> {
         let mut inner = self.inner.lock();
+        if !inner.coordinates(group_id) {
+            return Err(E::NotCoordinator.code());
+        }
         let Some(group) = inner.groups.get_mut(group_id) else {
             return Err(E::GroupIdNotFound.code());
         };
@@ -428,6 +523,12 @@ impl GroupCoordinator {
 }
 
 impl Inner {
+    fn coordinates(&self, group_id: &str) -> bool {
+        self.owned
+            .as_ref()
+            .is_none_or(|owned| owned.contains(&store::partition_for(group_id)))
+    }
+
     fn token(&mut self) -> Token {
         self.next_token += 1;
         self.next_token
@@ -447,20 +548,20 @@ impl Inner {
         for reply in fx.replies {
             match reply {
                 Reply::Join(t, r) => {
-                    if let Some(tx) = self.joins.remove(&t) {
+                    if let Some((_, tx)) = self.joins.remove(&t) {
                         let _ = tx.send(r);
                     }
                 }
                 Reply::Sync(t, r) => {
-                    if let Some(tx) = self.syncs.remove(&t) {
+                    if let Some((_, tx)) = self.syncs.remove(&t) {
                         let _ = tx.send(r);
                     }
                 }
             }
         }
         // Senders whose requests went away (client disconnected) are dropped here.
-        self.joins.retain(|_, tx| !tx.is_closed());
-        self.syncs.retain(|_, tx| !tx.is_closed());
+        self.joins.retain(|_, (_, tx)| !tx.is_closed());
+        self.syncs.retain(|_, (_, tx)| !tx.is_closed());
     }
 }
 

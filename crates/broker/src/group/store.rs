@@ -7,7 +7,7 @@
 //! value per key (a tombstone removes it). A record this broker cannot read is skipped with a
 //! warning rather than stopping the broker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -17,6 +17,7 @@ use sapper_log::AppendOptions;
 
 use super::records::{self, RecordKey};
 use super::state::Group;
+use crate::partition::Partition;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{TopicError, TopicRegistry};
 
@@ -49,13 +50,7 @@ const OFFSETS_SEGMENT_BYTES: &str = "104857600";
 pub fn ensure_topics(topics: &TopicRegistry, history_retention_ms: i64) -> Result<(), TopicError> {
     match topics.get(OFFSETS_TOPIC) {
         None => {
-            // Kafka's offsets.topic.segment.bytes: small segments so the cleaner (which never
-            // touches the active segment) gets to compact the offsets topic on a quiet cluster.
-            let overrides = TopicOverrides::parse([
-                ("cleanup.policy", Some("compact")),
-                ("segment.bytes", Some(OFFSETS_SEGMENT_BYTES)),
-            ])
-            .map_err(TopicError::Storage)?;
+            let overrides = TopicOverrides(internal_topic_configs(OFFSETS_TOPIC, history_retention_ms));
             topics.create(OFFSETS_TOPIC, OFFSETS_PARTITIONS, overrides)?;
         }
         Some(existing) if !existing.config.cleanup_policy.compacts() => {
@@ -78,15 +73,29 @@ pub fn ensure_topics(topics: &TopicRegistry, history_retention_ms: i64) -> Resul
         Some(_) => {}
     }
     if topics.get(HISTORY_TOPIC).is_none() {
-        let retention = history_retention_ms.to_string();
-        let overrides = TopicOverrides::parse([
-            ("cleanup.policy", Some("delete")),
-            ("retention.ms", Some(retention.as_str())),
-        ])
-        .map_err(TopicError::Storage)?;
+        let overrides = TopicOverrides(internal_topic_configs(HISTORY_TOPIC, history_retention_ms));
         topics.create(HISTORY_TOPIC, OFFSETS_PARTITIONS, overrides)?;
     }
     Ok(())
+}
+
+/// The config overrides an internal topic is created with (single node or cluster):
+/// `__consumer_offsets` compacts, with Kafka's `offsets.topic.segment.bytes` (small segments
+/// so the cleaner, which never touches the active segment, gets to compact it on a quiet
+/// cluster); the history topic deletes after `history_retention_ms`.
+pub fn internal_topic_configs(topic: &str, history_retention_ms: i64) -> BTreeMap<String, String> {
+    let pairs: &[(&str, String)] = if topic == OFFSETS_TOPIC {
+        &[
+            ("cleanup.policy", "compact".to_string()),
+            ("segment.bytes", OFFSETS_SEGMENT_BYTES.to_string()),
+        ]
+    } else {
+        &[
+            ("cleanup.policy", "delete".to_string()),
+            ("retention.ms", history_retention_ms.to_string()),
+        ]
+    };
+    pairs.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect()
 }
 
 /// Appends `entries` (key, value or tombstone) to `topic`'s partition for `group` as one
@@ -105,7 +114,14 @@ pub fn append(
     let partition = topics
         .get(topic)
         .and_then(|t| t.partition(partition_for(group)).cloned())
-        .ok_or_else(|| format!("internal topic {topic} is missing"))?;
+        .ok_or_else(|| format!("internal topic {topic} has no local partition for group {group}"))?;
+    // Only the leader writes (in a cluster the partition may be led elsewhere).
+    let Some(leader_epoch) = partition.role().leader_epoch() else {
+        return Err(format!(
+            "this broker does not lead {topic} partition {}",
+            partition.index
+        ));
+    };
     let records: Vec<KeyedRecord<'_>> = entries
         .iter()
         .map(|(key, value)| KeyedRecord {
@@ -117,7 +133,7 @@ pub fn append(
     let mut batch = keyed_batch::encode(&records, Compression::None)
         .map_err(|e| format!("encoding a {topic} batch: {e}"))?;
     let options = AppendOptions {
-        leader_epoch: 0,
+        leader_epoch,
         now_ms,
         log_append_time: false,
     };
@@ -125,6 +141,17 @@ pub fn append(
         .append(&mut batch, &options)
         .map(|_| ())
         .map_err(|e| format!("appending to {topic}: {e}"))
+}
+
+/// Whether this broker leads `topic`'s partition for `group` (always, on a single node).
+pub fn leads(topics: &TopicRegistry, topic: &str, group: &str) -> bool {
+    topics
+        .get(topic)
+        .and_then(|t| {
+            t.partition(partition_for(group))
+                .map(|p| p.role().leader_epoch().is_some())
+        })
+        .unwrap_or(false)
 }
 
 /// Rebuilds every group from `__consumer_offsets`.
@@ -135,6 +162,26 @@ pub fn replay(topics: &TopicRegistry, now_ms: i64) -> HashMap<String, Group> {
     };
     let mut records = 0u64;
     for partition in &topic.partitions {
+        records += replay_into(&mut groups, partition, now_ms);
+    }
+    groups.retain(|_, g| g.has_members() || !g.offsets.is_empty() || g.generation() > 0);
+    tracing::info!(groups = groups.len(), records, "replayed {OFFSETS_TOPIC}");
+    groups
+}
+
+/// Rebuilds the groups of one `__consumer_offsets` partition (a cluster member that just
+/// became its leader).
+pub fn replay_partition(partition: &Partition, now_ms: i64) -> HashMap<String, Group> {
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    replay_into(&mut groups, partition, now_ms);
+    groups.retain(|_, g| g.has_members() || !g.offsets.is_empty() || g.generation() > 0);
+    groups
+}
+
+/// Applies one partition's records to `groups`; answers how many it read.
+fn replay_into(groups: &mut HashMap<String, Group>, partition: &Partition, now_ms: i64) -> u64 {
+    let mut records = 0u64;
+    {
         let end = partition.offsets().high_watermark;
         let mut offset = partition.offsets().log_start_offset;
         while offset < end {
@@ -157,7 +204,7 @@ pub fn replay(topics: &TopicRegistry, now_ms: i64) -> HashMap<String, Group> {
                     Ok(set) => {
                         for record in set.records {
                             records += 1;
-                            apply(&mut groups, record.key, record.value, now_ms);
+                            apply(groups, record.key, record.value, now_ms);
                         }
                     }
                     Err(e) => {
@@ -171,9 +218,7 @@ pub fn replay(topics: &TopicRegistry, now_ms: i64) -> HashMap<String, Group> {
             offset = next;
         }
     }
-    groups.retain(|_, g| g.has_members() || !g.offsets.is_empty() || g.generation() > 0);
-    tracing::info!(groups = groups.len(), records, "replayed {OFFSETS_TOPIC}");
-    groups
+    records
 }
 
 fn apply(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option<Bytes>, now_ms: i64) {

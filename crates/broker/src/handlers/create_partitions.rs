@@ -1,4 +1,5 @@
-//! CreatePartitions: grow a topic (never shrink); assignments may only name this broker.
+//! CreatePartitions: grow a topic (never shrink), through [`crate::cluster::ClusterView`]
+//! (locally, where assignments may only name this broker, or by the active controller).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -7,7 +8,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::topics::{TopicError, MAX_PARTITIONS_PER_TOPIC};
+use crate::topics::MAX_PARTITIONS_PER_TOPIC;
 
 pub async fn handle(
     broker: &Broker,
@@ -33,13 +34,13 @@ async fn grow_one(
             .with_error_code(code.code())
             .with_error_message(Some(str_bytes(message)))
     };
-    let Some(topic) = broker.topics.get(&t.name) else {
+    let Some(topic) = broker.cluster.topic(broker, &t.name) else {
         return fail(
             ResponseError::UnknownTopicOrPartition,
             format!("The topic '{}' does not exist.", t.name.0),
         );
     };
-    let have = topic.partitions.len() as i32;
+    let have = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
     if t.count <= have {
         return fail(
             ResponseError::InvalidPartitions,
@@ -66,33 +67,28 @@ async fn grow_one(
                 ),
             );
         }
-        let me = broker.node_id();
-        if assignments
+        let lists: Vec<Vec<i32>> = assignments
             .iter()
-            .any(|a| a.broker_ids.len() != 1 || a.broker_ids.iter().any(|b| b.0 != me))
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect();
+        if let Err(refusal) = broker
+            .cluster
+            .check_assignments(broker, lists.iter().map(Vec::as_slice))
         {
-            return fail(
-                ResponseError::InvalidReplicaAssignment,
-                format!("Assignments must name exactly broker {me}."),
-            );
+            return result
+                .with_error_code(refusal.code)
+                .with_error_message(Some(str_bytes(refusal.message)));
         }
     }
-    if validate_only {
-        return result;
-    }
-    let (name, count) = (topic.name.clone(), t.count);
     match broker
-        .topics
-        .change(move |topics| topics.add_partitions(&name, count))
+        .cluster
+        .create_partitions(broker, &topic.name, t.count, validate_only)
         .await
     {
-        Ok(_) => result,
-        Err(TopicError::Unknown(_)) => fail(
-            ResponseError::UnknownTopicOrPartition,
-            "The topic was deleted.".into(),
-        ),
-        Err(TopicError::InvalidPartitions(m)) => fail(ResponseError::InvalidPartitions, m),
-        Err(e) => fail(ResponseError::KafkaStorageError, e.to_string()),
+        Ok(()) => result,
+        Err(refusal) => result
+            .with_error_code(refusal.code)
+            .with_error_message(Some(str_bytes(refusal.message))),
     }
 }
 

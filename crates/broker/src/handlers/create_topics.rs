@@ -1,6 +1,8 @@
 //! CreateTopics, with Kafka's validation order: name, duplicates in the request, existence,
 //! partitions and replication factor (one broker: RF 1), configs; `validate_only` stops
-//! before anything is created.
+//! before anything is created. The topic is made by [`crate::cluster::ClusterView`]: locally
+//! on a single node, by the active controller in a cluster (its placement and replication
+//! factor checks answer INVALID_REPLICATION_FACTOR and friends).
 
 use std::collections::HashSet;
 
@@ -11,9 +13,10 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::cluster::{NewTopic, Refusal};
 use crate::topic_config::{TopicOverrides, TOPIC_CONFIG_KEYS};
 use crate::topic_name::validate_topic_name;
-use crate::topics::{TopicError, MAX_PARTITIONS_PER_TOPIC};
+use crate::topics::MAX_PARTITIONS_PER_TOPIC;
 
 /// DescribeConfigs/CreateTopics `config_source` values.
 pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
@@ -56,7 +59,7 @@ async fn create_one(
     if let Err(message) = validate_topic_name(name) {
         return failed(t, ResponseError::InvalidTopicException, message);
     }
-    if broker.topics.get(name).is_some() {
+    if broker.cluster.topic(broker, name).is_some() {
         return failed(
             t,
             ResponseError::TopicAlreadyExists,
@@ -65,7 +68,7 @@ async fn create_one(
     }
     let (partitions, replication_factor) = match shape(broker, t) {
         Ok(shape) => shape,
-        Err((code, message)) => return failed(t, code, message),
+        Err(refusal) => return refused(t, refusal),
     };
     let overrides = match TopicOverrides::parse(
         t.configs
@@ -75,32 +78,23 @@ async fn create_one(
         Ok(o) => o,
         Err(message) => return failed(t, ResponseError::InvalidConfig, message),
     };
-    let (id, result_overrides) = if validate_only {
-        (uuid::Uuid::nil(), overrides)
-    } else {
-        let owned_name = name.to_string();
-        match broker
-            .topics
-            .change(move |topics| topics.create(&owned_name, partitions, overrides))
-            .await
-        {
-            Ok(topic) => (topic.id, topic.overrides.clone()),
-            Err(TopicError::AlreadyExists(_)) => {
-                return failed(
-                    t,
-                    ResponseError::TopicAlreadyExists,
-                    format!("Topic '{name}' already exists."),
-                )
-            }
-            Err(e) => return failed(t, ResponseError::KafkaStorageError, e.to_string()),
-        }
+    let new = NewTopic {
+        name: name.to_string(),
+        partitions,
+        replication_factor,
+        overrides,
+        validate_only,
+    };
+    let created = match broker.cluster.create_topic(broker, new).await {
+        Ok(created) => created,
+        Err(refusal) => return refused(t, refusal),
     };
     if !validate_only {
-        tracing::info!(topic = name, partitions, "created topic");
+        tracing::info!(topic = name, partitions, replication_factor, "created topic");
     }
     let mut result = CreatableTopicResult::default().with_name(t.name.clone());
     if version >= 7 {
-        result = result.with_topic_id(id);
+        result = result.with_topic_id(created.id);
     }
     if version >= 5 {
         result = result
@@ -109,7 +103,7 @@ async fn create_one(
         let configs = TOPIC_CONFIG_KEYS
             .iter()
             .map(|key| {
-                let (value, set) = result_overrides.describe(key, &broker.config);
+                let (value, set) = created.overrides.describe(key, &broker.config);
                 CreatableTopicConfigs::default()
                     .with_name(str_bytes(key.name))
                     .with_value(Some(str_bytes(value)))
@@ -121,35 +115,35 @@ async fn create_one(
     result
 }
 
-/// Partition count and replication factor, from explicit assignments or the counts.
-fn shape(broker: &Broker, t: &CreatableTopic) -> Result<(i32, i16), (ResponseError, String)> {
-    let me = broker.node_id();
+/// Partition count and replication factor, from explicit assignments or the counts. The
+/// replication factor defaults to the cluster's (1 on a single node, where more is refused);
+/// in a cluster the controller checks it against the live brokers.
+fn shape(broker: &Broker, t: &CreatableTopic) -> Result<(i32, i16), Refusal> {
+    let view = &broker.cluster;
     if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
-            return Err((
+            return Err(Refusal::new(
                 ResponseError::InvalidRequest,
-                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
             ));
         }
         let mut indexes: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
         indexes.sort_unstable();
         if indexes.iter().enumerate().any(|(i, &p)| p != i as i32) {
-            return Err((
+            return Err(Refusal::new(
                 ResponseError::InvalidReplicaAssignment,
-                "Partitions should be a consecutive 0-based integer sequence".into(),
+                "Partitions should be a consecutive 0-based integer sequence",
             ));
         }
-        for a in &t.assignments {
-            if a.broker_ids.len() != 1 || a.broker_ids.iter().any(|b| b.0 != me) {
-                return Err((
-                    ResponseError::InvalidReplicaAssignment,
-                    format!("Replica assignment must name exactly broker {me}, the only broker"),
-                ));
-            }
-        }
+        let lists: Vec<Vec<i32>> = t
+            .assignments
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect();
+        view.check_assignments(broker, lists.iter().map(Vec::as_slice))?;
         let count = i32::try_from(t.assignments.len()).unwrap_or(i32::MAX);
         if count > MAX_PARTITIONS_PER_TOPIC {
-            return Err((
+            return Err(Refusal::new(
                 ResponseError::InvalidPartitions,
                 format!("At most {MAX_PARTITIONS_PER_TOPIC} partitions per topic"),
             ));
@@ -162,35 +156,47 @@ fn shape(broker: &Broker, t: &CreatableTopic) -> Result<(i32, i16), (ResponseErr
         t.num_partitions
     };
     if partitions < 1 {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::InvalidPartitions,
-            "Number of partitions must be larger than 0.".into(),
+            "Number of partitions must be larger than 0.",
         ));
     }
     if partitions > MAX_PARTITIONS_PER_TOPIC {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::InvalidPartitions,
             format!("Number of partitions must be at most {MAX_PARTITIONS_PER_TOPIC}."),
         ));
     }
     let replication_factor = if t.replication_factor == -1 {
-        1
+        view.default_replication_factor()
     } else {
         t.replication_factor
     };
     if replication_factor < 1 {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::InvalidReplicationFactor,
-            "Replication factor must be larger than 0.".into(),
+            "Replication factor must be larger than 0.",
         ));
     }
-    if replication_factor > 1 {
-        return Err((
+    if let Some(brokers) = view
+        .known_broker_limit()
+        .filter(|b| i32::from(replication_factor) > *b)
+    {
+        return Err(Refusal::new(
             ResponseError::InvalidReplicationFactor,
-            format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only 1 broker(s) are registered."),
+            format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {brokers} broker(s) are registered."),
         ));
     }
     Ok((partitions, replication_factor))
+}
+
+fn refused(t: &CreatableTopic, refusal: Refusal) -> CreatableTopicResult {
+    CreatableTopicResult::default()
+        .with_name(t.name.clone())
+        .with_error_code(refusal.code)
+        .with_error_message(Some(str_bytes(refusal.message)))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
 }
 
 fn failed(t: &CreatableTopic, code: ResponseError, message: String) -> CreatableTopicResult {

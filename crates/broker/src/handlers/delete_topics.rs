@@ -1,4 +1,5 @@
-//! DeleteTopics by name (v1-v5) or by name or id (v6).
+//! DeleteTopics by name (v1-v5) or by name or id (v6), through
+//! [`crate::cluster::ClusterView`] (locally, or by the active controller).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -25,8 +26,8 @@ pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16)
     let mut responses: Vec<DeletableTopicResult> = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let topic = match &name {
-            Some(n) => broker.topics.get(n),
-            None => broker.topics.get_by_id(id),
+            Some(n) => broker.cluster.topic(broker, n),
+            None => broker.cluster.topic_by_id(broker, id),
         };
         let Some(topic) = topic else {
             let code = if name.is_some() {
@@ -43,20 +44,17 @@ pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16)
             continue;
         };
         let result = DeletableTopicResult::default()
-            .with_name(Some(TopicName(str_bytes(topic.name.to_string()))))
+            .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
             .with_topic_id(topic.id);
-        let doomed = topic.name.clone();
-        responses.push(
-            match broker.topics.change(move |topics| topics.delete(&doomed)).await {
-                Ok(_) => {
-                    tracing::info!(topic = %topic.name, "deleted topic");
-                    result
-                }
-                Err(e) => result
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                    .with_error_message(Some(str_bytes(e.to_string()))),
-            },
-        );
+        responses.push(match broker.cluster.delete_topic(broker, &topic.name).await {
+            Ok(()) => {
+                tracing::info!(topic = %topic.name, "deleted topic");
+                result
+            }
+            Err(refusal) => result
+                .with_error_code(refusal.code)
+                .with_error_message(Some(str_bytes(refusal.message))),
+        });
     }
     let responses = responses
         .into_iter()

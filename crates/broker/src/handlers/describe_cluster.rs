@@ -1,4 +1,5 @@
-//! DescribeCluster: this broker, the cluster id, and itself as controller.
+//! DescribeCluster: the cluster id, the controller and the brokers, from
+//! [`crate::cluster::ClusterView`].
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -11,14 +12,23 @@ pub async fn handle(
     request: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
+    let view = &broker.cluster;
+    let brokers = view
+        .brokers(broker)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_id(str_bytes(broker.identity.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id()))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id()))
-            .with_host(str_bytes(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
+        .with_cluster_id(str_bytes(view.cluster_id(broker)))
+        .with_controller_id(BrokerId(view.controller_id(broker)))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }
 

@@ -16,6 +16,9 @@ pub async fn handle(broker: &Broker, request: DescribeGroupsRequest, version: i1
         .iter()
         .map(|id| {
             let group = DescribedGroup::default().with_group_id(id.clone());
+            if let Err(code) = broker.groups.check_coordinator(id) {
+                return group.with_error_code(code);
+            }
             let Some(d) = broker.groups.describe(id) else {
                 return group.with_group_state(str_bytes("Dead"));
             };

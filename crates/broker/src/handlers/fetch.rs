@@ -4,12 +4,15 @@
 //! Limits follow Kafka: `partition_max_bytes` per partition and `max_bytes` per response, but
 //! the first partition with data always returns at least one whole batch so a consumer can
 //! never get stuck behind a batch larger than its limits.
+//!
+//! Only a partition's leader serves it: elsewhere NOT_LEADER_OR_FOLLOWER, with the leader the
+//! metadata names from v12 on. Replica fetches (followers) are the replication step's.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use sapper_log::LogError;
 use tokio::sync::watch;
@@ -25,6 +28,8 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
 struct PartitionRead {
     planned: PlannedPartition,
     error_code: i16,
+    /// With NOT_LEADER_OR_FOLLOWER: the leader and epoch the metadata names (Fetch v12+).
+    current_leader: Option<(i32, i32)>,
     high_watermark: i64,
     log_start_offset: i64,
     records: Bytes,
@@ -105,17 +110,26 @@ fn read_one(
     let mut read = PartitionRead {
         planned: planned.clone(),
         error_code: 0,
+        current_leader: None,
         high_watermark: -1,
         log_start_offset: -1,
         records: Bytes::new(),
     };
-    let Some(partition) = broker
-        .topics
-        .get(&planned.topic)
-        .and_then(|t| t.partition(planned.partition).cloned())
-    else {
-        read.error_code = ResponseError::UnknownTopicOrPartition.code();
-        return read;
+    let topic = broker.topics.get(&planned.topic);
+    let partition = match broker
+        .cluster
+        .led(topic.as_ref(), &planned.topic, planned.partition)
+    {
+        Ok((partition, _)) => partition.clone(),
+        Err(code) => {
+            read.error_code = code;
+            if code == ResponseError::NotLeaderOrFollower.code() {
+                read.current_leader = broker
+                    .cluster
+                    .leader_of(broker, &planned.topic, planned.partition);
+            }
+            return read;
+        }
     };
     let offsets = partition.offsets();
     read.high_watermark = offsets.high_watermark;
@@ -161,7 +175,15 @@ fn respond(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, version
         if !keep {
             continue;
         }
-        let data = PartitionData::default()
+        let mut data = PartitionData::default();
+        if let (Some((leader, epoch)), true) = (read.current_leader, version >= 12) {
+            data = data.with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch),
+            );
+        }
+        let data = data
             .with_partition_index(read.planned.partition)
             .with_error_code(read.error_code)
             .with_high_watermark(read.high_watermark)

@@ -1,5 +1,7 @@
-//! FindCoordinator: on a single broker, this broker coordinates every group. Transaction
-//! coordinators do not exist yet (COORDINATOR_NOT_AVAILABLE). v4+ batches keys.
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition
+//! (on a single broker, this broker; COORDINATOR_NOT_AVAILABLE while the partition has no
+//! leader). Transaction coordinators do not exist yet (COORDINATOR_NOT_AVAILABLE). v4+ batches
+//! keys.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -16,37 +18,37 @@ pub async fn handle(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let found = request.key_type == KEY_TYPE_GROUP;
-    let (node, host, port, code) = if found {
-        (
-            broker.node_id(),
-            broker.advertised_host.clone(),
-            broker.advertised_port,
-            0,
-        )
-    } else {
-        (
-            -1,
-            String::new(),
-            -1,
-            ResponseError::CoordinatorNotAvailable.code(),
-        )
+    let lookup = |key: &str| -> (i32, String, i32, i16) {
+        if request.key_type != KEY_TYPE_GROUP {
+            return (
+                -1,
+                String::new(),
+                -1,
+                ResponseError::CoordinatorNotAvailable.code(),
+            );
+        }
+        match broker.cluster.coordinator(broker, key) {
+            Ok(b) => (b.id, b.host, b.port, 0),
+            Err(code) => (-1, String::new(), -1, code),
+        }
     };
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
             .iter()
             .map(|key| {
+                let (node, host, port, code) = lookup(key);
                 Coordinator::default()
                     .with_key(key.clone())
                     .with_node_id(BrokerId(node))
-                    .with_host(str_bytes(host.clone()))
+                    .with_host(str_bytes(host))
                     .with_port(port)
                     .with_error_code(code)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    let (node, host, port, code) = lookup(&request.key);
     FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_node_id(BrokerId(node))

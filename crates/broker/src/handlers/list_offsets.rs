@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4, the same as
 //! earliest without tiered storage), or the earliest offset whose timestamp is >= a target.
+//! Answered by the partition's leader only (NOT_LEADER_OR_FOLLOWER elsewhere).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -27,18 +28,14 @@ pub async fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) 
                 .with_partitions(
                     t.partitions
                         .iter()
-                        .map(|p| {
-                            match topic
-                                .as_ref()
-                                .and_then(|topic| topic.partition(p.partition_index))
-                            {
-                                Some(partition) => lookup(partition, p.partition_index, p.timestamp),
-                                None => partition_error(
-                                    p.partition_index,
-                                    ResponseError::UnknownTopicOrPartition.code(),
-                                ),
-                            }
-                        })
+                        .map(
+                            |p| match broker.cluster.led(topic.as_ref(), &t.name, p.partition_index) {
+                                Ok((partition, epoch)) => {
+                                    lookup(partition, epoch, p.partition_index, p.timestamp)
+                                }
+                                Err(code) => partition_error(p.partition_index, code),
+                            },
+                        )
                         .collect(),
                 )
         })
@@ -53,13 +50,18 @@ pub async fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) 
     response
 }
 
-fn lookup(partition: &Partition, index: i32, timestamp: i64) -> ListOffsetsPartitionResponse {
+fn lookup(
+    partition: &Partition,
+    leader_epoch: i32,
+    index: i32,
+    timestamp: i64,
+) -> ListOffsetsPartitionResponse {
     let found = |ts: i64, offset: i64| {
         ListOffsetsPartitionResponse::default()
             .with_partition_index(index)
             .with_timestamp(ts)
             .with_offset(offset)
-            .with_leader_epoch(0)
+            .with_leader_epoch(leader_epoch)
     };
     let offsets = partition.offsets();
     match timestamp {

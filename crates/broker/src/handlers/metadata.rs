@@ -1,8 +1,8 @@
-//! Metadata: brokers (just this one), the cluster id, and each requested topic's partitions
-//! with leader, replicas and ISR. Unknown topics are created here when auto-creation is on and
-//! the client allows it, as in Kafka.
-
-use std::sync::Arc;
+//! Metadata: the brokers, the cluster id, and each requested topic's partitions with leader,
+//! leader epoch, replicas, ISR and offline replicas, from [`crate::cluster::ClusterView`] (this
+//! broker alone, or the cluster's metadata image). A partition without a leader reports
+//! LEADER_NOT_AVAILABLE. Unknown topics are created here when auto-creation is on and the
+//! client allows it, as in Kafka.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -13,11 +13,13 @@ use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::cluster::{NewTopic, TopicView};
+use crate::partition::NO_LEADER;
 use crate::topic_config::TopicOverrides;
 use crate::topic_name::{is_internal, validate_topic_name};
-use crate::topics::{Topic, TopicError};
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let view = &broker.cluster;
     let topics = match &request.topics {
         // v0: an empty list means all topics; v1+: null means all.
         None => all_topics(broker),
@@ -29,8 +31,8 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                     (Some(name), _) => {
                         describe_named(broker, name, request.allow_auto_topic_creation || version < 4).await
                     }
-                    (None, id) if id != Uuid::nil() => match broker.topics.get_by_id(id) {
-                        Some(topic) => describe(broker, &topic),
+                    (None, id) if id != Uuid::nil() => match view.topic_by_id(broker, id) {
+                        Some(topic) => describe(&topic),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(id)
                             .with_error_code(ResponseError::UnknownTopicId.code()),
@@ -44,7 +46,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         }
     };
     let topics = topics.into_iter().map(|t| for_version(t, version)).collect();
-    let response = base(broker).with_topics(topics);
+    let response = base(broker, version).with_topics(topics);
     if version < 2 {
         response.with_cluster_id(None)
     } else {
@@ -57,37 +59,55 @@ fn for_version(mut topic: MetadataResponseTopic, version: i16) -> MetadataRespon
     if version < 10 {
         topic.topic_id = Uuid::nil();
     }
-    if version < 7 {
-        for p in &mut topic.partitions {
+    for p in &mut topic.partitions {
+        if version < 7 {
             p.leader_epoch = -1;
+        }
+        if version < 5 {
+            p.offline_replicas.clear();
         }
     }
     topic
 }
 
-fn base(broker: &Broker) -> MetadataResponse {
+fn base(broker: &Broker, version: i16) -> MetadataResponse {
+    let view = &broker.cluster;
+    let brokers = view
+        .brokers(broker)
+        .into_iter()
+        .map(|b| {
+            let entry = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port);
+            // rack exists from v1 on.
+            if version >= 1 {
+                entry.with_rack(b.rack.map(str_bytes))
+            } else {
+                entry
+            }
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id()))
-            .with_host(str_bytes(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
-        .with_cluster_id(Some(str_bytes(broker.identity.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(view.cluster_id(broker))))
+        .with_controller_id(BrokerId(view.controller_id(broker)))
         .with_cluster_authorized_operations(i32::MIN)
 }
 
 fn all_topics(broker: &Broker) -> Vec<MetadataResponseTopic> {
-    broker.topics.list().iter().map(|t| describe(broker, t)).collect()
+    broker.cluster.topics(broker).iter().map(describe).collect()
 }
 
 async fn describe_named(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> MetadataResponseTopic {
+    let view = &broker.cluster;
     let unknown = |code: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
             .with_error_code(code.code())
     };
-    if let Some(topic) = broker.topics.get(name) {
-        return describe(broker, &topic);
+    if let Some(topic) = view.topic(broker, name) {
+        return describe(&topic);
     }
     if validate_topic_name(name).is_err() {
         return unknown(ResponseError::InvalidTopicException);
@@ -95,32 +115,37 @@ async fn describe_named(broker: &Broker, name: &TopicName, allow_auto_create: bo
     if !(allow_auto_create && broker.config.auto_create_topics) || is_internal(name) {
         return unknown(ResponseError::UnknownTopicOrPartition);
     }
-    let (owned, partitions) = (name.0.to_string(), broker.config.num_partitions);
-    match broker
-        .topics
-        .change(move |topics| topics.create(&owned, partitions, TopicOverrides::default()))
-        .await
-    {
-        Ok(topic) => {
-            tracing::info!(topic = %name.0, partitions = topic.partitions.len(), "auto-created topic");
-            describe(broker, &topic)
-        }
+    let new = NewTopic {
+        name: name.0.to_string(),
+        partitions: broker.config.num_partitions,
+        replication_factor: view.default_replication_factor(),
+        overrides: TopicOverrides::default(),
+        validate_only: false,
+    };
+    match view.create_topic(broker, new).await {
+        Ok(_) => tracing::info!(topic = %name.0, "auto-created topic"),
         // Raced with another creator: describe what is there now.
-        Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name) {
-            Some(topic) => describe(broker, &topic),
-            None => unknown(ResponseError::LeaderNotAvailable),
-        },
-        Err(e) => {
-            tracing::warn!(topic = %name.0, error = %e, "auto-create failed");
-            unknown(ResponseError::KafkaStorageError)
+        Err(refusal) if refusal.code == ResponseError::TopicAlreadyExists.code() => {}
+        Err(refusal) => {
+            tracing::warn!(topic = %name.0, code = refusal.code, error = %refusal.message, "auto-create failed");
+            let code = if refusal.code == ResponseError::KafkaStorageError.code() {
+                ResponseError::KafkaStorageError
+            } else {
+                ResponseError::LeaderNotAvailable
+            };
+            return unknown(code);
         }
+    }
+    match view.topic(broker, name) {
+        Some(topic) => describe(&topic),
+        None => unknown(ResponseError::LeaderNotAvailable),
     }
 }
 
-fn describe(broker: &Broker, topic: &Arc<Topic>) -> MetadataResponseTopic {
-    let me = BrokerId(broker.node_id());
+fn describe(topic: &TopicView) -> MetadataResponseTopic {
+    let ids = |list: &[i32]| list.iter().copied().map(BrokerId).collect::<Vec<_>>();
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(str_bytes(topic.name.to_string()))))
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
         .with_topic_id(topic.id)
         .with_is_internal(is_internal(&topic.name))
         .with_topic_authorized_operations(i32::MIN)
@@ -129,12 +154,19 @@ fn describe(broker: &Broker, topic: &Arc<Topic>) -> MetadataResponseTopic {
                 .partitions
                 .iter()
                 .map(|p| {
+                    let code = if p.leader == NO_LEADER {
+                        ResponseError::LeaderNotAvailable.code()
+                    } else {
+                        0
+                    };
                     MetadataResponsePartition::default()
+                        .with_error_code(code)
                         .with_partition_index(p.index)
-                        .with_leader_id(me)
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![me])
-                        .with_isr_nodes(vec![me])
+                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_epoch(p.leader_epoch)
+                        .with_replica_nodes(ids(&p.replicas))
+                        .with_isr_nodes(ids(&p.isr))
+                        .with_offline_replicas(ids(&p.offline))
                 })
                 .collect(),
         )

@@ -33,7 +33,7 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16)
                 .unwrap_or_default();
             let verdict = if topic
                 .as_ref()
-                .is_none_or(|topic| topic.partition(p.partition_index).is_none())
+                .is_none_or(|topic| !topic.has_partition(p.partition_index))
             {
                 Err(ResponseError::UnknownTopicOrPartition.code())
             } else if metadata.len() > max_metadata {

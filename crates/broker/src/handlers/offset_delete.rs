@@ -15,7 +15,7 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest, _version: i16
         for p in &t.partitions {
             if topic
                 .as_ref()
-                .is_some_and(|topic| topic.partition(p.partition_index).is_some())
+                .is_some_and(|topic| topic.has_partition(p.partition_index))
             {
                 known.push((t.name.to_string(), p.partition_index));
             }
@@ -40,7 +40,7 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest, _version: i16
                 .map(|p| {
                     let exists = topic
                         .as_ref()
-                        .is_some_and(|topic| topic.partition(p.partition_index).is_some());
+                        .is_some_and(|topic| topic.has_partition(p.partition_index));
                     let code = if exists {
                         codes.next().map(|(_, c)| c).unwrap_or(0)
                     } else {

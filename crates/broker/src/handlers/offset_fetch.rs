@@ -25,13 +25,42 @@ pub async fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) 
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
+                let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                if let Err(code) = broker.groups.check_coordinator(&g.group_id) {
+                    return group.with_error_code(code);
+                }
                 let fetched = broker.groups.fetch_offsets(&g.group_id, requested.as_deref());
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id.clone())
-                    .with_topics(group_topics_v8(fetched))
+                group.with_topics(group_topics_v8(fetched))
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(code) = broker.groups.check_coordinator(&request.group_id) {
+        if version >= 2 {
+            return error_response(&request, code);
+        }
+        // v1 has no top-level error: every requested partition carries it.
+        let topics = request
+            .topics
+            .iter()
+            .flatten()
+            .map(|t| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
     }
     let requested: Option<Vec<(String, Vec<i32>)>> = request.topics.as_ref().map(|ts| {
         ts.iter()

@@ -2,7 +2,8 @@
 //!
 //! The producer's bytes are appended verbatim except for the fields Kafka itself rewrites
 //! (base offset, partition leader epoch, and for LogAppendTime topics the timestamp).
-//! With one replica, acks=1 and acks=all are both satisfied once the append returns.
+//! With one replica, acks=1 and acks=all are both satisfied once the append returns. Only the
+//! partition's leader appends (NOT_LEADER_OR_FOLLOWER elsewhere), stamping its leader epoch.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
@@ -14,6 +15,7 @@ use sapper_log::{AppendOptions, AppendOutcome};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::errors::log_error_code;
+use crate::partition::Partition;
 use crate::topic_config::TimestampType;
 use crate::topics::Topic;
 
@@ -35,9 +37,18 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> P
                 .with_partition_responses(
                     t.partition_data
                         .iter()
-                        .map(|p| match &topic {
-                            Some(topic) => produce_partition(topic, p, &mut scratch, version),
-                            None => partition_error(p.index, ResponseError::UnknownTopicOrPartition.code()),
+                        .map(|p| match broker.cluster.led(topic.as_ref(), &t.name, p.index) {
+                            Ok((partition, epoch)) => {
+                                // `led` only answers with a topic it was given.
+                                let Some(topic) = topic.as_ref() else {
+                                    return partition_error(
+                                        p.index,
+                                        ResponseError::UnknownTopicOrPartition.code(),
+                                    );
+                                };
+                                produce_partition(topic, partition, epoch, p, &mut scratch, version)
+                            }
+                            Err(code) => partition_error(p.index, code),
                         })
                         .collect(),
                 )
@@ -48,15 +59,14 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> P
 
 fn produce_partition(
     topic: &Topic,
+    partition: &Partition,
+    leader_epoch: i32,
     data: &PartitionProduceData,
     scratch: &mut Vec<u8>,
     version: i16,
 ) -> PartitionProduceResponse {
     // log_start_offset exists from v5 on; the codec refuses a set field an older version lacks.
     let log_start = |offset: i64| if version >= 5 { offset } else { -1 };
-    let Some(partition) = topic.partition(data.index) else {
-        return partition_error(data.index, ResponseError::UnknownTopicOrPartition.code());
-    };
     let records = match &data.records {
         Some(r) if !r.is_empty() => r,
         _ => return partition_error(data.index, ResponseError::CorruptMessage.code()),
@@ -76,7 +86,7 @@ fn produce_partition(
     scratch.extend_from_slice(records);
     let log_append_time = topic.config.timestamp_type == TimestampType::LogAppendTime;
     let options = AppendOptions {
-        leader_epoch: 0,
+        leader_epoch,
         now_ms: now_ms(),
         log_append_time,
     };

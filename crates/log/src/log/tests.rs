@@ -452,8 +452,17 @@ fn truncate_to_removes_the_tail_and_appending_continues() {
         append(&mut log, 2, ts);
     }
     assert_eq!(log.log_end_offset(), 10);
-    log.truncate_to(5).unwrap();
-    assert_eq!(log.log_end_offset(), 4, "the batch holding offset 5 goes whole");
+    assert!(matches!(
+        log.truncate_to(5),
+        Err(ReplicaError::NotBatchBoundary {
+            offset: 5,
+            batch_base_offset: 4,
+            batch_last_offset: 5
+        })
+    ));
+    assert_eq!(log.log_end_offset(), 10, "a refused truncation changes nothing");
+    log.truncate_to(4).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
     assert_eq!(read_all(&log), vec![(0, 1), (2, 3)]);
     assert_eq!(append(&mut log, 1, 9).base_offset, 4);
     log.truncate_to(0).unwrap();
@@ -683,7 +692,10 @@ fn a_failed_write_is_cut_back_and_takes_the_log_offline() {
         Err(LogError::Offline { .. })
     ));
     assert!(matches!(log.flush(), Err(LogError::Offline { .. })));
-    assert!(matches!(log.truncate_to(0), Err(LogError::Offline { .. })));
+    assert!(matches!(
+        log.truncate_to(0),
+        Err(ReplicaError::Log(LogError::Offline { .. }))
+    ));
     assert_eq!(read_all(&log), vec![(0, 1)], "reads still work");
     assert!(
         log.close().is_err(),

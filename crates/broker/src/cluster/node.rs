@@ -1,0 +1,379 @@
+//! [`ClusterNode`]: a broker's membership in its cluster. It runs the
+//! [`BrokerLifecycle`] (registration with the advertised client listener and rack, heartbeats,
+//! metadata following, controlled shutdown), answers [`super::ClusterView`]'s questions from
+//! the image this broker has applied locally, and sends topic changes to the active
+//! controller, answering once the local image shows them (bounded).
+//!
+//! "Applied locally" is the image [`super::sync`] last made the local logs and roles match,
+//! not the newest one received: Metadata never names this broker leader of a partition whose
+//! log is not open here yet.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use sapper_meta::lifecycle::{
+    BrokerLifecycle, BrokerMetadata, ClientError, ControllerClient, LifecycleConfig,
+};
+use sapper_meta::raft::MetadataQuorum;
+use sapper_meta::{BrokerState, Listener, MetadataImage, TopicImage, NO_LEADER};
+use thiserror::Error;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::settings::{ClusterSettings, Voters};
+use super::{BrokerEndpoint, CreatedTopic, NewTopic, PartitionView, Refusal, TopicView};
+use crate::group::store::{partition_for, OFFSETS_TOPIC};
+
+/// How long a topic change waits for the local image to show it before answering anyway.
+const SHOW_CHANGE_WITHIN: Duration = Duration::from_secs(5);
+/// The listener name brokers register their client listener under.
+const CLIENT_LISTENER: &str = "PLAINTEXT";
+
+/// Why a cluster member could not start.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("cluster mode needs controller_quorum_voters")]
+    NoVoters,
+}
+
+/// A running broker's membership in its cluster.
+pub struct ClusterNode {
+    node_id: i32,
+    settings: ClusterSettings,
+    cluster_id: String,
+    client: ControllerClient,
+    /// What the lifecycle receives from the quorum.
+    received: watch::Receiver<Arc<BrokerMetadata>>,
+    /// The image local state matches (published by [`super::sync`]).
+    applied: watch::Sender<Arc<MetadataImage>>,
+    lifecycle: tokio::sync::Mutex<Option<BrokerLifecycle>>,
+    /// This node's voter, when it is also a controller (attached once it runs).
+    quorum: OnceLock<Arc<MetadataQuorum>>,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("node_id", &self.node_id)
+            .field("cluster_id", &self.cluster_id)
+            .field("voter", &self.quorum.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterNode {
+    /// Starts registering broker `node_id`, advertised at `host:port`, and following metadata
+    /// (from its own controller listener first when it is also a controller).
+    pub fn start(
+        node_id: i32,
+        settings: &ClusterSettings,
+        host: &str,
+        port: i32,
+    ) -> Result<Self, ClusterError> {
+        let voters = settings.voters.as_ref().ok_or(ClusterError::NoVoters)?;
+        let listener = Listener {
+            name: CLIENT_LISTENER.to_string(),
+            host: host.to_string(),
+            port: u16::try_from(port).unwrap_or(0),
+        };
+        let mut config = LifecycleConfig::new(node_id, vec![listener], voters.values().copied().collect());
+        config.rack.clone_from(&settings.rack);
+        config.local_controller = settings
+            .roles
+            .controller
+            .then(|| settings.controller_listen(node_id))
+            .flatten();
+        let lifecycle = BrokerLifecycle::start(config);
+        let (applied, _) = watch::channel(Arc::new(MetadataImage::default()));
+        Ok(Self {
+            node_id,
+            settings: settings.clone(),
+            cluster_id: cluster_id(voters),
+            client: lifecycle.client().clone(),
+            received: lifecycle.metadata(),
+            applied,
+            lifecycle: tokio::sync::Mutex::new(Some(lifecycle)),
+            quorum: OnceLock::new(),
+        })
+    }
+
+    /// This node's own voter, once started: DescribeCluster and Metadata then name the Raft
+    /// leader as controller.
+    pub fn attach_quorum(&self, quorum: Arc<MetadataQuorum>) {
+        let _ = self.quorum.set(quorum);
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The metadata as received from the quorum (ahead of [`Self::image`] while it is applied).
+    pub fn received(&self) -> watch::Receiver<Arc<BrokerMetadata>> {
+        self.received.clone()
+    }
+
+    /// The image this broker's logs and roles match.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.applied.borrow().clone()
+    }
+
+    /// Called by [`super::sync`] once local state matches `image`.
+    pub(super) fn publish(&self, image: Arc<MetadataImage>) {
+        self.applied.send_replace(image);
+    }
+
+    /// The controller's client, for requests beyond topic changes (AlterPartition, ...).
+    pub fn client(&self) -> &ControllerClient {
+        &self.client
+    }
+
+    pub(super) fn controller_id(&self) -> i32 {
+        let image = self.image();
+        self.quorum
+            .get()
+            .and_then(|q| q.leader())
+            .and_then(|id| i32::try_from(id).ok())
+            .filter(|id| image.is_live(*id))
+            .unwrap_or(self.node_id)
+    }
+
+    pub(super) fn brokers(&self) -> Vec<BrokerEndpoint> {
+        self.image().live_brokers().filter_map(endpoint).collect()
+    }
+
+    pub(super) fn topic(&self, name: &str) -> Option<TopicView> {
+        let image = self.image();
+        image.topic_by_name(name).map(|t| describe(&image, t))
+    }
+
+    pub(super) fn topic_by_id(&self, id: Uuid) -> Option<TopicView> {
+        let image = self.image();
+        image.topics.get(&id).map(|t| describe(&image, t))
+    }
+
+    pub(super) fn topics(&self) -> Vec<TopicView> {
+        let image = self.image();
+        image
+            .topic_ids
+            .values()
+            .filter_map(|id| image.topics.get(id))
+            .map(|t| describe(&image, t))
+            .collect()
+    }
+
+    pub(super) fn coordinator(&self, group: &str) -> Result<BrokerEndpoint, i16> {
+        let image = self.image();
+        let unavailable = ResponseError::CoordinatorNotAvailable.code();
+        let leader = image
+            .topic_by_name(OFFSETS_TOPIC)
+            .and_then(|t| t.partitions.get(&partition_for(group)))
+            .map(|p| p.leader)
+            .filter(|l| *l != NO_LEADER)
+            .ok_or(unavailable)?;
+        image
+            .brokers
+            .get(&leader)
+            .filter(|b| !b.fenced)
+            .and_then(endpoint)
+            .ok_or(unavailable)
+    }
+
+    pub(super) fn has_partition(&self, topic: &str, partition: i32) -> bool {
+        self.image()
+            .topic_by_name(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition))
+    }
+
+    pub(super) fn leader_of(&self, topic: &str, partition: i32) -> Option<(i32, i32)> {
+        self.image()
+            .topic_by_name(topic)
+            .and_then(|t| t.partitions.get(&partition))
+            .map(|p| (p.leader, p.leader_epoch))
+    }
+
+    /// `default_replication_factor`, capped by the live brokers.
+    pub fn default_replication_factor(&self) -> i16 {
+        let live = self.image().live_brokers().count().max(1);
+        self.settings
+            .default_replication_factor
+            .min(i16::try_from(live).unwrap_or(i16::MAX))
+    }
+
+    pub(super) async fn create_topic(&self, topic: NewTopic) -> Result<CreatedTopic, Refusal> {
+        let (id, _) = self
+            .client
+            .create_topic(
+                &topic.name,
+                topic.partitions,
+                topic.replication_factor,
+                topic.overrides.0.clone(),
+                topic.validate_only,
+            )
+            .await
+            .map_err(refusal)?;
+        if !topic.validate_only {
+            let name = topic.name.clone();
+            self.wait_applied(move |image| image.topic_ids.get(&name) == Some(&id))
+                .await;
+        }
+        Ok(CreatedTopic {
+            id,
+            overrides: topic.overrides,
+        })
+    }
+
+    pub(super) async fn delete_topic(&self, name: &str) -> Result<(), Refusal> {
+        let id = self.client.delete_topic(name).await.map_err(refusal)?;
+        self.wait_applied(move |image| !image.topics.contains_key(&id))
+            .await;
+        Ok(())
+    }
+
+    pub(super) async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        self.client
+            .create_partitions(name, count, validate_only)
+            .await
+            .map_err(refusal)?;
+        if !validate_only {
+            let name = name.to_string();
+            let wanted = usize::try_from(count).unwrap_or(0);
+            self.wait_applied(move |image| {
+                image
+                    .topic_by_name(&name)
+                    .is_none_or(|t| t.partitions.len() >= wanted)
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded) until the applied image satisfies `done`.
+    async fn wait_applied(&self, done: impl Fn(&MetadataImage) -> bool) {
+        let mut applied = self.applied.subscribe();
+        let reached = tokio::time::timeout(SHOW_CHANGE_WITHIN, applied.wait_for(|i| done(i))).await;
+        if reached.is_err() {
+            tracing::warn!("a committed topic change is not applied here after {SHOW_CHANGE_WITHIN:?}");
+        }
+    }
+
+    pub(super) async fn controlled_shutdown(&self, bound: Duration) {
+        let lifecycle = self.lifecycle.lock().await;
+        let Some(lifecycle) = lifecycle.as_ref() else {
+            return;
+        };
+        if lifecycle.controlled_shutdown(bound).await {
+            tracing::info!("controlled shutdown: the controller moved every leadership away");
+        } else {
+            tracing::warn!("controlled shutdown: no confirmation within {bound:?}; stopping anyway");
+        }
+    }
+
+    pub(super) async fn stop(&self) {
+        if let Some(lifecycle) = self.lifecycle.lock().await.take() {
+            lifecycle.stop().await;
+        }
+    }
+}
+
+fn refusal(e: ClientError) -> Refusal {
+    Refusal {
+        code: e.kafka_code(),
+        message: e.to_string(),
+    }
+}
+
+/// A registered broker's client endpoint (its first listener).
+fn endpoint(b: &BrokerState) -> Option<BrokerEndpoint> {
+    let listener = b
+        .registration
+        .listeners
+        .iter()
+        .find(|l| l.name == CLIENT_LISTENER)
+        .or_else(|| b.registration.listeners.first())?;
+    Some(BrokerEndpoint {
+        id: b.registration.id,
+        host: listener.host.clone(),
+        port: i32::from(listener.port),
+        rack: b.registration.rack.clone(),
+    })
+}
+
+fn describe(image: &MetadataImage, topic: &TopicImage) -> TopicView {
+    TopicView {
+        name: topic.name.clone(),
+        id: topic.id,
+        partitions: topic
+            .partitions
+            .values()
+            .map(|p| PartitionView {
+                index: p.partition,
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+                offline: p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| !image.is_live(*r))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The cluster id every member derives from the initial voters (the image has none yet):
+/// 22 URL-safe characters of a 128-bit FNV-1a hash of `id@addr,...`, the shape of Kafka's.
+/// Two clusters with different voters get different ids; changing `--voters` changes it.
+pub fn cluster_id(voters: &Voters) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    let text: Vec<String> = voters.iter().map(|(id, addr)| format!("{id}@{addr}")).collect();
+    let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for byte in text.join(",").bytes() {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    (0..22)
+        .map(|i| {
+            ALPHABET
+                .get(((hash >> (i * 6)) & 63) as usize)
+                .copied()
+                .unwrap_or(b'A') as char
+        })
+        .collect()
+}
+
+/// The voters' controller listeners as [`MetadataQuorum`] takes them.
+pub fn quorum_voters(voters: &Voters) -> BTreeMap<u64, SocketAddr> {
+    voters
+        .iter()
+        .filter_map(|(id, addr)| u64::try_from(*id).ok().map(|id| (id, *addr)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_are_stable_and_differ_per_voter_set() {
+        let a = super::super::settings::parse_voters("1@127.0.0.1:1,2@127.0.0.1:2").unwrap();
+        let b = super::super::settings::parse_voters("1@127.0.0.1:1,2@127.0.0.1:3").unwrap();
+        assert_eq!(cluster_id(&a), cluster_id(&a.clone()));
+        assert_ne!(cluster_id(&a), cluster_id(&b));
+        assert_eq!(cluster_id(&a).len(), 22);
+    }
+}

@@ -17,7 +17,7 @@ use sapper_wire::kafka_protocol::messages::{
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
 };
 
 /// Feeds `data` to the request decoder twice:
@@ -76,6 +76,7 @@ pub fn decode_as(api: ApiKey, version: i16, mut body: Bytes) -> bool {
         ApiKey::DescribeGroups => decode!(DescribeGroupsRequest),
         ApiKey::DeleteGroups => decode!(DeleteGroupsRequest),
         ApiKey::OffsetDelete => decode!(OffsetDeleteRequest),
+        ApiKey::OffsetForLeaderEpoch => decode!(OffsetForLeaderEpochRequest),
         other => {
             assert!(
                 api::supported(other).is_none(),
@@ -289,6 +290,7 @@ mod tests {
             ApiKey::DescribeGroups => DescribeGroupsRequest::default().encode(&mut buf, version),
             ApiKey::DeleteGroups => DeleteGroupsRequest::default().encode(&mut buf, version),
             ApiKey::OffsetDelete => OffsetDeleteRequest::default().encode(&mut buf, version),
+            ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::default().encode(&mut buf, version),
             _ => return None,
         };
         result.ok()?;

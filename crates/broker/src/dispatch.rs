@@ -145,6 +145,7 @@ pub async fn dispatch(
         ApiKey::DescribeGroups => route!(describe_groups, DescribeGroupsRequest),
         ApiKey::DeleteGroups => route!(delete_groups, DeleteGroupsRequest),
         ApiKey::OffsetDelete => route!(offset_delete, OffsetDeleteRequest),
+        ApiKey::OffsetForLeaderEpoch => route!(offset_for_leader_epoch, OffsetForLeaderEpochRequest),
         other => return Err(DispatchError::UnsupportedApi(other)),
     }
     Ok(())

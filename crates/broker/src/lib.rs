@@ -13,6 +13,7 @@
 //! - [`topics`], [`partition`], [`topic_config`], [`topic_name`]: what the broker stores.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227).
 //! - [`producer_ids`], [`identity`]: ids that must survive restarts.
+//! - [`replica`]: replication (follower tracking, acks=all waits, the follower's fetcher).
 
 pub mod broker;
 pub mod clock;
@@ -28,6 +29,7 @@ pub mod handlers;
 pub mod identity;
 pub mod partition;
 pub mod producer_ids;
+pub mod replica;
 pub mod server;
 pub mod topic_config;
 pub mod topic_name;

@@ -132,6 +132,12 @@ impl Partition {
         self.log.read().max_timestamp()
     }
 
+    /// The log's leader epochs and its log end offset, read together (OffsetForLeaderEpoch).
+    pub fn leader_epochs(&self) -> (sapper_log::LeaderEpochCache, i64) {
+        let log = self.log.read();
+        (log.leader_epoch_cache().clone(), log.log_end_offset())
+    }
+
     /// A receiver that changes whenever the high watermark moves.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()

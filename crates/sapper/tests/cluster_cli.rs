@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -16,34 +15,10 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `sapper cluster describe --bootstrap BOOTSTRAP ARGS`; returns (exit code, stdout, stderr).
 fn describe(bootstrap: &str, args: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sapper"))
-        .args(["cluster", "describe", "--bootstrap", bootstrap])
-        .args(args)
-        .env_remove("SAPPER_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("spawning sapper cluster describe");
-    let deadline = Instant::now() + CLI_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sapper cluster describe did not finish within {CLI_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.code().unwrap_or(-1),
-        std::fs::read_to_string(out_path).unwrap(),
-        std::fs::read_to_string(err_path).unwrap(),
-    )
+    let mut all = vec!["cluster", "describe", "--bootstrap", bootstrap];
+    all.extend_from_slice(args);
+    let run = common::run_cli(&all, CLI_TIMEOUT);
+    (run.code, run.stdout, run.stderr)
 }
 
 #[test]

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -14,7 +13,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
-use common::TestBroker;
+use common::{CliRun, TestBroker};
 
 const PARTITIONS: i32 = 2;
 const RECORDS_PER_PARTITION: i64 = 10;
@@ -22,50 +21,12 @@ const CLIENT_ID: &str = "group-cli-test-client";
 /// How long one `sapper group` run may take (its own connect and request timeouts are lower).
 const CLI_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The result of one `sapper group ...` run.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        assert_eq!(self.code, 0, "sapper group failed: {}", self.stderr);
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
-    }
-}
-
-fn sapper_group(bootstrap: &str, args: &[&str]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sapper"))
-        .arg("group")
-        .args(args)
-        .args(["--bootstrap", bootstrap])
-        .env_remove("SAPPER_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("spawning sapper group");
-    let deadline = Instant::now() + CLI_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sapper group {args:?} did not finish within {CLI_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: std::fs::read_to_string(out_path).unwrap(),
-        stderr: std::fs::read_to_string(err_path).unwrap(),
-    }
+/// Runs `sapper group ARGS --bootstrap BOOTSTRAP`.
+fn sapper_group(bootstrap: &str, args: &[&str]) -> CliRun {
+    let mut all = vec!["group"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--bootstrap", bootstrap]);
+    common::run_cli(&all, CLI_TIMEOUT)
 }
 
 fn now_ms() -> i64 {
@@ -106,7 +67,7 @@ fn listed(list: &Value, group: &str) -> Option<Value> {
         .cloned()
 }
 
-fn assert_one_line_failure(run: &Run, needle: &str) {
+fn assert_one_line_failure(run: &CliRun, needle: &str) {
     assert_eq!(run.code, 1, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     let stderr = run.stderr.trim();
     assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");

@@ -62,6 +62,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // Followers after a leader change, and consumers validating positions (KIP-320).
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The supported range for `key`, if we serve it at all.

@@ -44,6 +44,7 @@ fn decode_as(api: ApiKey, version: i16, mut body: Bytes) -> bool {
         ApiKey::DescribeGroups => decode!(DescribeGroupsRequest),
         ApiKey::DeleteGroups => decode!(DeleteGroupsRequest),
         ApiKey::OffsetDelete => decode!(OffsetDeleteRequest),
+        ApiKey::OffsetForLeaderEpoch => decode!(OffsetForLeaderEpochRequest),
         other => {
             assert!(
                 api::supported(other).is_none(),

@@ -409,3 +409,50 @@ pub fn unique_topic(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
+
+/// The result of one run of the `sapper` binary as a command-line tool.
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The run's stdout as JSON; fails the test if the run failed or printed something else.
+    pub fn json(&self) -> serde_json::Value {
+        assert_eq!(self.code, 0, "sapper failed: {}", self.stderr);
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `sapper ARGS` (without inheriting `SAPPER_BOOTSTRAP`), killing it after `timeout`.
+/// Output goes through files so a chatty run can never block on a full pipe.
+pub fn run_cli(args: &[&str], timeout: Duration) -> CliRun {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sapper"))
+        .args(args)
+        .env_remove("SAPPER_BOOTSTRAP")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawning sapper");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sapper {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    CliRun {
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(out_path).unwrap(),
+        stderr: std::fs::read_to_string(err_path).unwrap(),
+    }
+}

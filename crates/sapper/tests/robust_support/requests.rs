@@ -401,6 +401,24 @@ pub fn encode_body(rng: &mut Rng, api: ApiKey, version: i16, names: &mut u32) ->
                 GroupId(StrBytes::from_static_str("fz-no-such-group")),
             ])
             .encode(&mut buf, version),
+        ApiKey::OffsetForLeaderEpoch => {
+            use offset_for_leader_epoch_request::*;
+            // replica_id exists from v3 on.
+            let replica = if version >= 3 {
+                rng.pick(&[-1, 0, 1, 2])
+            } else {
+                -1
+            };
+            OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(replica))
+                .with_topics(vec![OffsetForLeaderTopic::default()
+                    .with_topic(topic_name(topic(rng)))
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(rng.range(0, i64::from(FUZZ_PARTITIONS)) as i32)
+                        .with_current_leader_epoch(rng.pick(&[-1, 0, 1, i32::MAX, i32::MIN]))
+                        .with_leader_epoch(rng.pick(&[-1, 0, 1, 7, i32::MAX, i32::MIN]))])])
+                .encode(&mut buf, version)
+        }
         ApiKey::OffsetDelete => {
             use offset_delete_request::*;
             OffsetDeleteRequest::default()
@@ -463,6 +481,7 @@ fn encode_default(api: ApiKey, version: i16) -> Option<Vec<u8>> {
         DescribeGroups => DescribeGroupsRequest,
         DeleteGroups => DeleteGroupsRequest,
         OffsetDelete => OffsetDeleteRequest,
+        OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
     );
     result.ok().map(|()| buf)
 }

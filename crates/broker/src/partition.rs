@@ -11,9 +11,12 @@ use std::path::Path;
 
 use parking_lot::{Mutex, RwLock};
 use sapper_log::{
-    AppendOptions, AppendOutcome, CleanStats, Log, LogConfig, LogError, ReadResult, TimestampOffset,
+    AppendInfo, AppendOptions, AppendOutcome, CleanStats, EpochEndOffset, Log, LogConfig, LogError,
+    ReadResult, ReplicaError, TimestampOffset,
 };
 use tokio::sync::watch;
+
+use crate::replica::sink::ReplicaSink;
 
 /// What this broker is for one partition, as the metadata says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,5 +178,96 @@ impl Partition {
 
     pub fn size_bytes(&self) -> u64 {
         self.log.read().size_bytes()
+    }
+
+    /// This replica becomes leader at `epoch`: the epoch starts at the log end offset.
+    pub fn assign_leader_epoch(&self, epoch: i32) -> Result<(), LogError> {
+        self.log.write().assign_leader_epoch(epoch)
+    }
+
+    /// Tells fetch requests waiting on the partition that the log end moved.
+    fn wake(&self, end: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = *hw != end;
+            *hw = end;
+            moved
+        });
+    }
+}
+
+/// The follower's log as the replica fetcher writes it (the log lock, plus waking waiters).
+impl ReplicaSink for Partition {
+    fn append_as_follower(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, ReplicaError> {
+        let mut log = self.log.write();
+        let info = log.append_as_follower(batches, now_ms)?;
+        let end = log.log_end_offset();
+        drop(log);
+        self.wake(end);
+        Ok(info)
+    }
+    fn truncate_to(&self, offset: i64) -> Result<(), ReplicaError> {
+        let mut log = self.log.write();
+        log.truncate_to(offset)?;
+        let end = log.log_end_offset();
+        drop(log);
+        self.wake(end);
+        Ok(())
+    }
+    fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), ReplicaError> {
+        let mut log = self.log.write();
+        log.truncate_fully_and_start_at(offset)?;
+        let end = log.log_end_offset();
+        drop(log);
+        self.wake(end);
+        Ok(())
+    }
+    fn log_start_offset(&self) -> i64 {
+        self.log.read().log_start_offset()
+    }
+    fn log_end_offset(&self) -> i64 {
+        self.log.read().log_end_offset()
+    }
+    fn high_watermark(&self) -> i64 {
+        self.log.read().high_watermark()
+    }
+    fn set_high_watermark(&self, offset: i64) -> i64 {
+        self.log.read().set_high_watermark(offset)
+    }
+    fn latest_epoch(&self) -> Option<i32> {
+        self.log.read().latest_epoch()
+    }
+    fn end_offset_for_epoch(&self, epoch: i32) -> EpochEndOffset {
+        self.log.read().end_offset_for_epoch(epoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::replica::fetcher::tests::{everything, write};
+
+    #[test]
+    fn a_follower_partition_appends_truncates_and_wakes_waiters() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let mut leader = Log::open(leader_dir.path(), LogConfig::default(), 0).unwrap();
+        write(&mut leader, 1, 2, "a");
+        let batches = everything(&leader);
+        let dir = tempfile::tempdir().unwrap();
+        let partition =
+            Partition::open(0, dir.path(), LogConfig::default(), 0, PartitionRole::UNKNOWN).unwrap();
+        let mut watch = partition.watch_high_watermark();
+        let sink: &dyn ReplicaSink = &partition;
+        sink.append_as_follower(&batches, 1_000).unwrap();
+        assert_eq!(sink.log_end_offset(), 6);
+        assert!(watch.has_changed().unwrap());
+        assert_eq!(*watch.borrow_and_update(), 6);
+        assert_eq!(sink.latest_epoch(), Some(1));
+        sink.truncate_to(3).unwrap();
+        assert_eq!(sink.log_end_offset(), 3);
+        assert_eq!(*watch.borrow_and_update(), 3);
+        partition.assign_leader_epoch(2).unwrap();
+        assert_eq!(sink.latest_epoch(), Some(2));
+        assert_eq!(sink.end_offset_for_epoch(1).end_offset, 3);
     }
 }

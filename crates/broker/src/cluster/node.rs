@@ -21,11 +21,14 @@ use sapper_meta::raft::MetadataQuorum;
 use sapper_meta::{BrokerState, Listener, MetadataImage, TopicImage, NO_LEADER};
 use thiserror::Error;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::settings::{ClusterSettings, Voters};
 use super::{BrokerEndpoint, CreatedTopic, NewTopic, PartitionView, Refusal, TopicView};
 use crate::group::store::{partition_for, OFFSETS_TOPIC};
+use crate::replica::fetcher::FetcherConfig;
+use crate::replica::manager::FetcherManager;
 
 /// How long a topic change waits for the local image to show it before answering anyway.
 const SHOW_CHANGE_WITHIN: Duration = Duration::from_secs(5);
@@ -52,6 +55,8 @@ pub struct ClusterNode {
     lifecycle: tokio::sync::Mutex<Option<BrokerLifecycle>>,
     /// This node's voter, when it is also a controller (attached once it runs).
     quorum: OnceLock<Arc<MetadataQuorum>>,
+    /// The replica fetchers of the partitions this broker follows (driven by [`super::sync`]).
+    fetchers: FetcherManager,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -97,6 +102,7 @@ impl ClusterNode {
             applied,
             lifecycle: tokio::sync::Mutex::new(Some(lifecycle)),
             quorum: OnceLock::new(),
+            fetchers: FetcherManager::new(FetcherConfig::new(node_id), CancellationToken::new()),
         })
     }
 
@@ -280,7 +286,24 @@ impl ClusterNode {
         }
     }
 
+    /// The follower side: one replica fetcher per leader this broker follows partitions at.
+    pub fn fetchers(&self) -> &FetcherManager {
+        &self.fetchers
+    }
+
+    /// The client address of broker `id` in the applied image.
+    pub(super) fn client_addr(image: &MetadataImage, id: i32) -> Option<SocketAddr> {
+        let b = image.brokers.get(&id)?;
+        let e = endpoint(b)?;
+        let port = u16::try_from(e.port).ok()?;
+        // IP literals need no lookup; a host name is resolved (rarely: at role changes).
+        std::net::ToSocketAddrs::to_socket_addrs(&(e.host.as_str(), port))
+            .ok()?
+            .next()
+    }
+
     pub(super) async fn stop(&self) {
+        self.fetchers.shutdown().await;
         if let Some(lifecycle) = self.lifecycle.lock().await.take() {
             lifecycle.stop().await;
         }

@@ -16,6 +16,8 @@
 //! is where the follower fetcher for `leader` starts (truncating by leader epoch first), one
 //! becoming `Leader { epoch }` is where it stops and the leader's follower tracking starts.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +27,8 @@ use super::ClusterNode;
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::group::store::{self, OFFSETS_TOPIC};
-use crate::partition::{Partition, PartitionRole};
+use crate::partition::{Partition, PartitionRole, NO_LEADER};
+use crate::replica::sink::TopicPartition;
 use crate::topics::{TopicError, WantedTopic};
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -95,10 +98,22 @@ async fn apply(
 ) -> Result<(), TopicError> {
     let me = node.node_id();
     let wanted = wanted_topics(image, me);
+    // Stop following logs the reconcile is about to delete (topic gone, replica moved away).
+    let kept: BTreeSet<TopicPartition> = wanted
+        .iter()
+        .flat_map(|t| t.local.iter().map(|&p| TopicPartition::new(&t.name, p)))
+        .collect();
+    for (tp, _, _) in node.fetchers().statuses() {
+        if !kept.contains(&tp) {
+            node.fetchers().unfollow(&tp);
+        }
+    }
     broker
         .topics
         .change(move |topics| topics.reconcile(&wanted))
         .await?;
+    let mut followed = BTreeSet::new();
+    let mut addrs: BTreeMap<i32, Option<SocketAddr>> = BTreeMap::new();
     for topic in image.topics.values() {
         let Some(local) = broker.topics.get(&topic.name) else {
             continue;
@@ -110,10 +125,29 @@ async fn apply(
             let role = role_of(state, me);
             let old = partition.set_role(role);
             if old != role {
-                on_role_change(broker, &topic.name, partition, old, role).await;
+                on_role_change(broker, node, &topic.name, partition, old, role).await;
+            }
+            if let PartitionRole::Follower { leader, epoch } = role {
+                let addr = *addrs
+                    .entry(leader)
+                    .or_insert_with(|| ClusterNode::client_addr(image, leader));
+                if let (true, Some(addr)) = (leader != NO_LEADER, addr) {
+                    let tp = TopicPartition::new(&topic.name, partition.index);
+                    // Idempotent for the same leader, address and epoch.
+                    node.fetchers()
+                        .follow(tp.clone(), leader, addr, epoch, partition.clone());
+                    followed.insert(tp);
+                }
             }
         }
     }
+    // Partitions no longer followed (leaderless, deleted, or led here now).
+    for (tp, _, _) in node.fetchers().statuses() {
+        if !followed.contains(&tp) {
+            node.fetchers().unfollow(&tp);
+        }
+    }
+    node.fetchers().shutdown_idle().await;
     node.publish(image.clone());
     Ok(())
 }
@@ -121,13 +155,22 @@ async fn apply(
 /// One partition's role changed: the place where leadership has consequences.
 async fn on_role_change(
     broker: &Arc<Broker>,
+    node: &ClusterNode,
     topic: &str,
     partition: &Arc<Partition>,
     old: PartitionRole,
     new: PartitionRole,
 ) {
     tracing::debug!(topic, partition = partition.index, ?old, ?new, "partition role");
-    // The replica module goes here: follow `leader` for `Follower`, track followers for `Leader`.
+    // Following (`Follower`) is (re)started by `apply` for every followed partition.
+    if let PartitionRole::Leader { epoch } = new {
+        // No fetcher appends to the log once `unfollow` returns; then the epoch starts here.
+        node.fetchers()
+            .unfollow(&TopicPartition::new(topic, partition.index));
+        if let Err(e) = partition.assign_leader_epoch(epoch) {
+            tracing::error!(topic, partition = partition.index, epoch, error = %e, "cannot start the leader epoch");
+        }
+    }
     if topic != OFFSETS_TOPIC {
         return;
     }

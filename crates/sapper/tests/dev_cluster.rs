@@ -4,6 +4,8 @@
 //! with three brokers, `sapper cluster describe` shows them alive, and SIGTERM to `sapper dev`
 //! stops every node (no listener is left).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -156,25 +158,18 @@ fn dev_starts_three_brokers_that_serve_and_stop_together() {
     }
 
     // `sapper cluster describe` sees the same three brokers, all alive, nothing offline.
-    let described = Command::new(env!("CARGO_BIN_EXE_sapper"))
-        .args([
+    let d = common::run_cli(
+        &[
             "cluster",
             "describe",
             "--output",
             "json",
             "--bootstrap",
             &expected[1],
-        ])
-        .env_remove("SAPPER_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running sapper cluster describe");
-    assert!(
-        described.status.success(),
-        "{}",
-        String::from_utf8_lossy(&described.stderr)
-    );
-    let d: serde_json::Value = serde_json::from_slice(&described.stdout).unwrap();
+        ],
+        Duration::from_secs(60),
+    )
+    .json();
     let brokers: Vec<(i64, String)> = d["brokers"]
         .as_array()
         .unwrap()
@@ -203,17 +198,10 @@ fn dev_starts_three_brokers_that_serve_and_stop_together() {
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sapper dev did not stop within {STOP_TIMEOUT:?} of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(exit) = common::wait_with_timeout(&mut child, STOP_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("sapper dev did not stop within {STOP_TIMEOUT:?} of SIGTERM");
     };
     assert!(
         exit.success(),

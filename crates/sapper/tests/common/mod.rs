@@ -150,7 +150,7 @@ impl TestBroker {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
-            Some(child) => child.try_wait().expect("polling the broker process").is_none(),
+            Some(child) => child.try_wait().expect("polling a child process").is_none(),
             None => false,
         }
     }
@@ -252,10 +252,10 @@ impl Drop for TestBroker {
 }
 
 /// Waits for `child` to exit for at most `timeout`.
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(status) = child.try_wait().expect("polling the broker process") {
+        if let Some(status) = child.try_wait().expect("polling a child process") {
             return Some(status);
         }
         if Instant::now() >= deadline {
@@ -438,17 +438,10 @@ pub fn run_cli(args: &[&str], timeout: Duration) -> CliRun {
         .stderr(File::create(&err_path).unwrap())
         .spawn()
         .expect("spawning sapper");
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sapper {args:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_with_timeout(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("sapper {args:?} did not finish within {timeout:?}");
     };
     CliRun {
         code: status.code().unwrap_or(-1),

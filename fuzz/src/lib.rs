@@ -14,7 +14,7 @@ use sapper_wire::api::{self, SUPPORTED_APIS};
 use sapper_wire::codec::{decode_body, decode_header};
 use sapper_wire::kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeQuorumRequest, DescribeGroupsRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
@@ -64,6 +64,7 @@ pub fn decode_as(api: ApiKey, version: i16, mut body: Bytes) -> bool {
         ApiKey::DescribeConfigs => decode!(DescribeConfigsRequest),
         ApiKey::CreatePartitions => decode!(CreatePartitionsRequest),
         ApiKey::DescribeCluster => decode!(DescribeClusterRequest),
+        ApiKey::DescribeQuorum => decode!(DescribeQuorumRequest),
         // Group APIs: arms ahead of the handlers, so serving one needs no change here.
         ApiKey::FindCoordinator => decode!(FindCoordinatorRequest),
         ApiKey::JoinGroup => decode!(JoinGroupRequest),
@@ -279,6 +280,7 @@ mod tests {
                     .encode(&mut buf, version)
             }
             ApiKey::DescribeCluster => DescribeClusterRequest::default().encode(&mut buf, version),
+            ApiKey::DescribeQuorum => DescribeQuorumRequest::default().encode(&mut buf, version),
             ApiKey::FindCoordinator => FindCoordinatorRequest::default().encode(&mut buf, version),
             ApiKey::JoinGroup => JoinGroupRequest::default().encode(&mut buf, version),
             ApiKey::SyncGroup => SyncGroupRequest::default().encode(&mut buf, version),

@@ -78,6 +78,44 @@ def wait_for_topic_ready(bootstrap: str, topic: str, partitions: int, timeout: f
     wait_until(ready, timeout, what=f"topic {topic} with {partitions} partitions and leaders")
 
 
+# --- clusters --------------------------------------------------------------------------------
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that were free on 127.0.0.1 a moment ago."""
+    import socket
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def start_cluster(broker_factory, count: int = 3, timeout: float = 30.0) -> list:
+    """Starts `count` cluster nodes (ids 1..count, broker and controller roles, `--voters` on
+    free ports) with conftest's `broker_factory` fixture; returns them (node i+1 at index i)
+    once every node's Metadata lists all of them. The fixture kills them at the end."""
+    ports = free_ports(2 * count)
+    client_ports, controller_ports = ports[:count], ports[count:]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(controller_ports))
+    nodes = [broker_factory(node_id=i + 1, extra_args=["--voters", voters]) for i in range(count)]
+    for node, port in zip(nodes, client_ports):
+        node.start(port=port)
+
+    def brokers_listed(node) -> int:
+        try:
+            return len(ck_admin(node.bootstrap).list_topics(timeout=5).brokers)
+        except KafkaException:
+            return 0  # no metadata yet while the quorum forms
+
+    for node in nodes:
+        wait_until(lambda: brokers_listed(node) == count, timeout,
+                   what=f"node {node.node_id} listing {count} brokers")
+    return nodes
+
+
 # --- records ---------------------------------------------------------------------------------
 
 @dataclass

@@ -68,7 +68,7 @@ pub struct ProduceArgs {
     #[arg(long)]
     pub bootstrap: String,
 
-    /// Topic to produce to; created (replication factor 1) when missing.
+    /// Topic to produce to; created (with `--replication-factor`) when missing.
     #[arg(long, default_value = DEFAULT_TOPIC)]
     pub topic: String,
 
@@ -76,6 +76,14 @@ pub struct ProduceArgs {
     /// partitions the topic actually has.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
+
+    /// Replicas of each partition when the topic has to be created.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub replication_factor: i32,
+
+    /// The created topic's `min.insync.replicas` (unset: the broker's default).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub min_insync_replicas: Option<i32>,
 
     /// Number of records to send.
     #[arg(long, default_value_t = 1_000_000)]
@@ -346,6 +354,7 @@ mod tests {
         assert_eq!(a.bootstrap, "127.0.0.1:9092");
         assert_eq!(a.topic, "sapper-bench");
         assert_eq!(a.partitions, 6);
+        assert_eq!((a.replication_factor, a.min_insync_replicas), (1, None));
         assert_eq!(a.records, 1_000_000);
         assert_eq!(a.record_size, 100);
         assert_eq!(a.acks, Acks::Leader);
@@ -357,6 +366,22 @@ mod tests {
         assert_eq!(a.timeout_secs, 300);
         assert!(!a.idempotent);
         assert!(a.properties.is_empty());
+    }
+
+    #[test]
+    fn produce_creates_replicated_topics_on_request() {
+        let a = produce(&[
+            "--bootstrap=h:1",
+            "--replication-factor=3",
+            "--min-insync-replicas=2",
+            "--acks=all",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.replication_factor, a.min_insync_replicas, a.acks),
+            (3, Some(2), Acks::All)
+        );
+        assert!(produce(&["--bootstrap=h:1", "--replication-factor=0"]).is_err());
     }
 
     #[test]

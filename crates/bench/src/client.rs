@@ -85,6 +85,21 @@ pub(crate) async fn ensure_topic(
     partitions: i32,
     deadline: Instant,
 ) -> anyhow::Result<()> {
+    ensure_replicated_topic(bootstrap, overrides, topic, partitions, 1, &[], deadline).await
+}
+
+/// Creates `topic` with `partitions` partitions, `replication` replicas each and the topic
+/// `configs` (e.g. `min.insync.replicas`), treating "already exists" as success (the existing
+/// topic is used as it is). Bounded by `deadline`.
+pub(crate) async fn ensure_replicated_topic(
+    bootstrap: &str,
+    overrides: &[(String, String)],
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, String)],
+    deadline: Instant,
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, &[], overrides)
         .create()
         .context("creating the admin client")?;
@@ -92,7 +107,10 @@ pub(crate) async fn ensure_topic(
     let options = AdminOptions::new()
         .request_timeout(Some(timeout))
         .operation_timeout(Some(timeout));
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new_topic = configs.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(replication)),
+        |t, (key, value)| t.set(key, value),
+    );
     let results = tokio::time::timeout(timeout, admin.create_topics([&new_topic], &options))
         .await
         .with_context(|| format!("creating topic `{topic}` timed out after {timeout:?}"))?

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::args::{CommitsArgs, ConsumeArgs, GroupMemberArgs, ProduceArgs, RebalanceArgs};
+use crate::failover::{run_failover, FailoverArgs, FailoverReport};
 use crate::report::{CommitsReport, MemberReport, RebalanceReport};
 use crate::{
     disk_write_mb_per_sec, run_commits, run_consume, run_group_member, run_produce, run_rebalance,
@@ -32,6 +33,9 @@ pub enum BenchCommand {
     Commits(CommitsArgs),
     /// Time for a consumer group to rebalance after a member dies or leaves.
     Rebalance(RebalanceArgs),
+    /// Time from a kill -9 of a partition leader to the next acks=all write acknowledged by
+    /// the new leader, on a 3-node cluster of this executable that it starts and stops itself.
+    Failover(FailoverArgs),
     /// One consumer-group member process of `rebalance` (internal).
     #[command(hide = true)]
     GroupMember(GroupMemberArgs),
@@ -86,6 +90,8 @@ pub enum BenchReport {
     Commits(CommitsReport),
     /// From `rebalance`.
     Rebalance(RebalanceReport),
+    /// From `failover`.
+    Failover(FailoverReport),
     /// From `group-member`.
     GroupMember(MemberReport),
 }
@@ -98,6 +104,7 @@ impl fmt::Display for BenchReport {
             BenchReport::Disk(r) => r.fmt(f),
             BenchReport::Commits(r) => r.fmt(f),
             BenchReport::Rebalance(r) => r.fmt(f),
+            BenchReport::Failover(r) => r.fmt(f),
             BenchReport::GroupMember(r) => r.fmt(f),
         }
     }
@@ -120,6 +127,7 @@ impl BenchCommand {
             BenchCommand::Disk(args) => BenchReport::Disk(run_disk(args).await?),
             BenchCommand::Commits(args) => BenchReport::Commits(run_commits(args).await?),
             BenchCommand::Rebalance(args) => BenchReport::Rebalance(run_rebalance(args).await?),
+            BenchCommand::Failover(args) => BenchReport::Failover(run_failover(args).await?),
             BenchCommand::GroupMember(args) => BenchReport::GroupMember(run_group_member(args).await?),
         })
     }

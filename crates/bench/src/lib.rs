@@ -5,7 +5,9 @@
 //! and measures send-to-acknowledgement latency, a consumer that reads a topic back to the
 //! high watermark it saw at start, a sequential-write disk probe that puts broker figures
 //! beside what the disk itself can do, offset commits from many groups at once beside a
-//! produce baseline, and the time a consumer group takes to rebalance when a member dies. Using a real client (librdkafka, the same one most non-JVM
+//! produce baseline, the time a consumer group takes to rebalance when a member dies, and the
+//! time a replicated partition takes to accept acks=all writes again after its leader is
+//! killed (`failover`, on a 3-node cluster it starts itself). Using a real client (librdkafka, the same one most non-JVM
 //! applications use) keeps the numbers comparable across brokers: Sapper, Tansu, Kafka.
 //!
 //! Every run is bounded both in count (`--records`) and in wall-clock time
@@ -38,6 +40,7 @@ mod command;
 mod commits;
 mod consume;
 mod disk;
+mod failover;
 mod latency;
 mod member;
 mod produce;
@@ -51,6 +54,7 @@ pub use command::{run_and_print, run_disk, BenchCommand, BenchReport, DiskArgs, 
 pub use commits::run_commits;
 pub use consume::run_consume;
 pub use disk::disk_write_mb_per_sec;
+pub use failover::{run_failover, FailoverArgs, FailoverReport, FailoverTrial, Percentiles};
 pub use latency::LatencyRecorder;
 pub use member::run_group_member;
 pub use produce::run_produce;

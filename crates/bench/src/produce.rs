@@ -24,7 +24,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::args::ProduceArgs;
 use crate::client::{
-    client_config, ensure_topic, error_to_tracing, log_to_tracing, remaining, topic_partitions,
+    client_config, ensure_replicated_topic, error_to_tracing, log_to_tracing, remaining, topic_partitions,
 };
 use crate::latency::LatencyRecorder;
 use crate::report::{rates, ProduceReport};
@@ -47,11 +47,18 @@ const QUEUE_MAX_MESSAGES: u32 = 500_000;
 /// failures and a hit deadline are reported in the [`ProduceReport`].
 pub async fn run_produce(args: &ProduceArgs) -> anyhow::Result<ProduceReport> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    if let Err(err) = ensure_topic(
+    let configs: Vec<(&str, String)> = args
+        .min_insync_replicas
+        .map(|n| ("min.insync.replicas", n.to_string()))
+        .into_iter()
+        .collect();
+    if let Err(err) = ensure_replicated_topic(
         &args.bootstrap,
         &args.properties,
         &args.topic,
         args.partitions,
+        args.replication_factor,
+        &configs,
         deadline,
     )
     .await
@@ -299,6 +306,8 @@ mod tests {
             bootstrap: "127.0.0.1:1".into(),
             topic: "t".into(),
             partitions: 3,
+            replication_factor: 3,
+            min_insync_replicas: Some(2),
             records: 10,
             record_size: 100,
             acks: Acks::All,

@@ -11,7 +11,8 @@ use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
 use crate::identity::{Identity, IdentityError};
-use crate::producer_ids::ProducerIdAllocator;
+use crate::producer_ids::ProducerIdSource;
+use crate::replica::purgatory::Purgatory;
 use crate::topics::{TopicError, TopicRegistry};
 
 /// Failures that stop the broker from starting or running.
@@ -37,7 +38,8 @@ pub struct Broker {
     pub identity: Identity,
     /// Shared so slow topic changes can run on the blocking pool ([`TopicRegistry::change`]).
     pub topics: Arc<TopicRegistry>,
-    pub producer_ids: ProducerIdAllocator,
+    /// A local file on a single node; blocks from the controller in a cluster.
+    pub producer_ids: ProducerIdSource,
     pub fetch_sessions: FetchSessionCache,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
@@ -47,6 +49,8 @@ pub struct Broker {
     /// Single node, or a cluster member: where answers about brokers, leaders and topic
     /// changes come from.
     pub cluster: ClusterView,
+    /// acks=all produces waiting for their records to reach the ISR.
+    pub purgatory: Purgatory,
     /// Cancelled when the broker begins shutting down.
     pub shutdown: CancellationToken,
 }
@@ -68,11 +72,6 @@ impl Broker {
             source,
         })?;
         let identity = Identity::load_or_create(&config.data_dir, config.node_id)?;
-        let producer_ids = ProducerIdAllocator::open(config.data_dir.join("meta").join("producer-ids.json"))
-            .map_err(|source| BrokerError::Io {
-                what: "open producer id allocator",
-                source,
-            })?;
         let (advertised_host, advertised_port) = advertised(&config, bound);
         let (topics, groups, cluster) = if config.cluster.is_cluster() {
             let topics = Arc::new(TopicRegistry::load_cluster(config.clone())?);
@@ -85,6 +84,18 @@ impl Broker {
             let groups = GroupCoordinator::open(&topics, config.groups.clone())?;
             (topics, groups, ClusterView::Single)
         };
+        // Producer ids must be unique cluster-wide: a cluster member takes them from the
+        // controller, never from its own file.
+        let producer_ids = match &cluster {
+            ClusterView::Single => ProducerIdSource::file(
+                config.data_dir.join("meta").join("producer-ids.json"),
+            )
+            .map_err(|source| BrokerError::Io {
+                what: "open producer id allocator",
+                source,
+            })?,
+            ClusterView::Cluster(node) => ProducerIdSource::controller(Arc::clone(node)),
+        };
         Ok(Arc::new(Self {
             config,
             identity,
@@ -95,6 +106,7 @@ impl Broker {
             advertised_host,
             advertised_port,
             cluster,
+            purgatory: Purgatory::new(shutdown.clone()),
             shutdown,
         }))
     }

@@ -22,6 +22,8 @@ pub const MAX_SESSIONS: usize = 1000;
 struct CachedPartition {
     fetch_offset: i64,
     max_bytes: i32,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
     last_high_watermark: i64,
     last_log_start_offset: i64,
 }
@@ -43,6 +45,10 @@ pub struct PlannedPartition {
     pub partition: i32,
     pub fetch_offset: i64,
     pub max_bytes: i32,
+    /// The leader epoch the fetcher believes current (-1: unknown, not checked).
+    pub current_leader_epoch: i32,
+    /// The epoch of the last batch the fetcher has (-1: unknown; followers, Fetch v12+).
+    pub last_fetched_epoch: i32,
 }
 
 /// What a fetch request asks for, after its session is applied.
@@ -89,6 +95,8 @@ fn requested(req: &FetchRequest) -> Vec<PlannedPartition> {
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             })
         })
         .collect()
@@ -147,12 +155,12 @@ impl FetchSessionCache {
                 Some(cached) => {
                     cached.fetch_offset = p.fetch_offset;
                     cached.max_bytes = p.max_bytes;
+                    cached.current_leader_epoch = p.current_leader_epoch;
+                    cached.last_fetched_epoch = p.last_fetched_epoch;
                 }
                 None => {
                     session.order.push(key.clone());
-                    session
-                        .partitions
-                        .insert(key, cached(p.fetch_offset, p.max_bytes));
+                    session.partitions.insert(key, cached(&p));
                 }
             }
         }
@@ -167,6 +175,8 @@ impl FetchSessionCache {
                     partition: k.1,
                     fetch_offset: c.fetch_offset,
                     max_bytes: c.max_bytes,
+                    current_leader_epoch: c.current_leader_epoch,
+                    last_fetched_epoch: c.last_fetched_epoch,
                 })
             })
             .collect();
@@ -240,11 +250,7 @@ impl Inner {
         };
         for p in partitions {
             let key = (p.topic.clone(), p.partition);
-            if session
-                .partitions
-                .insert(key.clone(), cached(p.fetch_offset, p.max_bytes))
-                .is_none()
-            {
+            if session.partitions.insert(key.clone(), cached(p)).is_none() {
                 session.order.push(key);
             }
         }
@@ -253,10 +259,12 @@ impl Inner {
     }
 }
 
-fn cached(fetch_offset: i64, max_bytes: i32) -> CachedPartition {
+fn cached(p: &PlannedPartition) -> CachedPartition {
     CachedPartition {
-        fetch_offset,
-        max_bytes,
+        fetch_offset: p.fetch_offset,
+        max_bytes: p.max_bytes,
+        current_leader_epoch: p.current_leader_epoch,
+        last_fetched_epoch: p.last_fetched_epoch,
         last_high_watermark: -1,
         last_log_start_offset: -1,
     }

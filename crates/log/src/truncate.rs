@@ -32,6 +32,13 @@ impl Log {
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), ReplicaError> {
         self.ensure_online()?;
         if offset >= self.log_end_offset() {
+            // No record to cut, but an epoch this replica started at its log end without
+            // writing in it (it led briefly) is not the leader's: forget it, or the follower
+            // keeps fetching with that `last_fetched_epoch` and is told to truncate forever.
+            if self.leader_epochs.truncate_from_end(offset) {
+                let result = self.write_leader_epochs();
+                self.guard(result)?;
+            }
             return Ok(());
         }
         if offset < self.log_start_offset {

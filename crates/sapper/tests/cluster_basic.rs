@@ -355,6 +355,17 @@ fn three_brokers_serve_an_rf3_topic_and_fail_over_after_kill9() {
     // acks=1 produce, then read everything back through the leaders.
     let acked = produce(&bootstrap, topic, "before", 50);
     assert_eq!(acked.len(), 50 * PARTITIONS as usize);
+    // acks=1 records become visible to consumers once every ISR member has them (the high
+    // watermark): wait for the followers.
+    let replicated = Instant::now();
+    while common::high_watermarks(&bootstrap, topic, PARTITIONS) != vec![50; PARTITIONS as usize] {
+        assert!(
+            replicated.elapsed() < Duration::from_secs(10),
+            "high watermarks stuck below 50"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("replicated to every ISR member in {:?}", replicated.elapsed());
     let read = consume_all(&bootstrap, topic, PARTITIONS);
     for (p, records) in read.iter().enumerate() {
         let payloads: Vec<String> = records
@@ -425,6 +436,8 @@ fn three_brokers_serve_an_rf3_topic_and_fail_over_after_kill9() {
 
     // Replication: the followers had caught up before the kill, so the new leaders hold the
     // records produced before it, followed by the ones produced after.
+    let replicated = wait_replicated(&survivors_bootstrap, topic, 70);
+    println!("replicated to the remaining ISR in {replicated:?}");
     let read = consume_all(&survivors_bootstrap, topic, PARTITIONS);
     for (p, records) in read.iter().enumerate() {
         let payloads: Vec<String> = records
@@ -458,4 +471,21 @@ fn three_brokers_serve_an_rf3_topic_and_fail_over_after_kill9() {
         );
     }
     println!("node {victim} rejoined; whole test {:?}", started.elapsed());
+}
+
+/// Waits until every partition's high watermark is `expected` (acks=1 records become visible
+/// to consumers once every ISR member has them); answers how long that took.
+fn wait_replicated(bootstrap: &str, topic: &str, expected: i64) -> Duration {
+    let started = Instant::now();
+    loop {
+        let hws = common::high_watermarks(bootstrap, topic, PARTITIONS);
+        if hws.iter().all(|&hw| hw == expected) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "high watermarks stuck at {hws:?}, expected {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

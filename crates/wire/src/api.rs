@@ -48,7 +48,15 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::InitProducerId, 0, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
-    api(ApiKey::DescribeCluster, 0, 1),
+    // v2 (KIP-1073): fenced brokers on request, flagged.
+    api(ApiKey::DescribeCluster, 0, 2),
+    // The metadata quorum as `__cluster_metadata` partition 0 (crates/meta's Raft).
+    api(ApiKey::DescribeQuorum, 0, 2),
+    // Preferred / unclean leader election, decided by the active controller.
+    api(ApiKey::ElectLeaders, 0, 2),
+    // KIP-853 voter changes of the metadata quorum, through the active controller.
+    api(ApiKey::AddRaftVoter, 0, 0),
+    api(ApiKey::RemoveRaftVoter, 0, 0),
     // Answers "this broker" for groups; librdkafka also enables LZ4 only when it is advertised.
     api(ApiKey::FindCoordinator, 0, 4),
     // Classic consumer groups and committed offsets (crates/broker/src/group).

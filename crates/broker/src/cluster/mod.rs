@@ -12,8 +12,10 @@
 //! - [`controller`]: a controller node (the metadata quorum, the internal topics).
 //! - [`sync`]: follows the metadata and makes local logs, partition roles and group
 //!   coordination match it; the replication module plugs in there.
+//! - [`isr`]: the ISR changes partition leaders ask the controller for.
 
 pub mod controller;
+mod isr;
 pub mod node;
 pub mod settings;
 mod single;
@@ -27,6 +29,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::partition::Partition;
+use crate::replica::leader_state::IsrChange;
 use crate::topic_config::TopicOverrides;
 use crate::topics::Topic;
 
@@ -204,6 +207,25 @@ impl ClusterView {
         }
     }
 
+    /// Whether broker `replica` may join an ISR now (registered and not fenced).
+    pub fn eligible_for_isr(&self, replica: i32) -> bool {
+        match self {
+            Self::Single => false,
+            Self::Cluster(node) => node.image().is_live(replica),
+        }
+    }
+
+    /// Sends an ISR change a leader asks for to the controller, in the background; the
+    /// partition adopts the answer ([`isr::propose`]).
+    pub fn propose_isr(&self, topic_id: Option<Uuid>, partition: &Arc<Partition>, change: IsrChange) {
+        match (self, topic_id) {
+            (Self::Cluster(node), Some(topic_id)) => {
+                isr::propose(node.clone(), topic_id, partition.clone(), change)
+            }
+            _ => partition.isr_change_failed(change.leader_epoch),
+        }
+    }
+
     /// The replication factor of a topic created without one.
     pub fn default_replication_factor(&self) -> i16 {
         match self {
@@ -285,6 +307,7 @@ impl ClusterView {
     pub fn spawn_tasks(&self, broker: &Arc<Broker>, tasks: &mut JoinSet<()>) {
         if let Self::Cluster(node) = self {
             tasks.spawn(sync::run(broker.clone(), node.clone()));
+            tasks.spawn(isr::expire_lagging_replicas(broker.clone(), node.clone()));
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use sapper_meta::lifecycle::{
-    BrokerLifecycle, BrokerMetadata, ClientError, ControllerClient, LifecycleConfig,
+    BrokerLifecycle, BrokerMetadata, BrokerStatus, ClientError, ControllerClient, LifecycleConfig,
 };
 use sapper_meta::raft::MetadataQuorum;
 use sapper_meta::{BrokerState, Listener, MetadataImage, TopicImage, NO_LEADER};
@@ -50,6 +50,8 @@ pub struct ClusterNode {
     client: ControllerClient,
     /// What the lifecycle receives from the quorum.
     received: watch::Receiver<Arc<BrokerMetadata>>,
+    /// Registration progress: the broker epoch controller requests carry.
+    status: watch::Receiver<BrokerStatus>,
     /// The image local state matches (published by [`super::sync`]).
     applied: watch::Sender<Arc<MetadataImage>>,
     lifecycle: tokio::sync::Mutex<Option<BrokerLifecycle>>,
@@ -99,6 +101,7 @@ impl ClusterNode {
             cluster_id: cluster_id(voters),
             client: lifecycle.client().clone(),
             received: lifecycle.metadata(),
+            status: lifecycle.status(),
             applied,
             lifecycle: tokio::sync::Mutex::new(Some(lifecycle)),
             quorum: OnceLock::new(),
@@ -140,6 +143,16 @@ impl ClusterNode {
         &self.client
     }
 
+    /// This broker's standing with the controller (registration epoch, fenced).
+    pub fn status(&self) -> watch::Receiver<BrokerStatus> {
+        self.status.clone()
+    }
+
+    /// The epoch of this broker's current registration (`None` until registered).
+    pub fn broker_epoch(&self) -> Option<i64> {
+        self.status.borrow().epoch
+    }
+
     pub(super) fn controller_id(&self) -> i32 {
         let image = self.image();
         self.quorum
@@ -152,6 +165,17 @@ impl ClusterNode {
 
     pub(super) fn brokers(&self) -> Vec<BrokerEndpoint> {
         self.image().live_brokers().filter_map(endpoint).collect()
+    }
+
+    /// Registered brokers that are fenced (DescribeCluster v2 lists them on request).
+    pub fn fenced_brokers(&self) -> Vec<BrokerEndpoint> {
+        let image = self.image();
+        image
+            .brokers
+            .values()
+            .filter(|b| b.fenced)
+            .filter_map(endpoint)
+            .collect()
     }
 
     pub(super) fn topic(&self, name: &str) -> Option<TopicView> {

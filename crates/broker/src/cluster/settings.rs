@@ -180,10 +180,15 @@ impl ClusterSettings {
             }
             return Ok(());
         };
-        if self.roles.controller && !voters.contains_key(&node_id) {
+        // A controller outside the voters joins the quorum later (AddRaftVoter, KIP-853): it
+        // needs its own controller listener, which the voters cannot tell.
+        if self.roles.controller && !voters.contains_key(&node_id) && self.controller_listener.is_none() {
             return Err((
                 "controller_quorum_voters",
-                format!("node {node_id} has the controller role but is not one of the voters"),
+                format!(
+                    "node {node_id} has the controller role but is not one of the voters \
+                     (a controller joining later needs controller_listener)"
+                ),
             ));
         }
         Ok(())
@@ -221,6 +226,14 @@ mod tests {
         };
         assert!(settings.validate(1).is_ok());
         assert!(settings.validate(2).is_err());
+        let joining = ClusterSettings {
+            controller_listener: Some("127.0.0.1:19092".parse().unwrap()),
+            ..settings.clone()
+        };
+        assert!(
+            joining.validate(2).is_ok(),
+            "a controller to be added as a voter later"
+        );
         let broker_only = ClusterSettings {
             roles: Roles::parse("broker").unwrap(),
             ..settings

@@ -12,9 +12,11 @@
 //! O(partitions) comparisons, metadata changes are rare, and a lagged or resynced follower
 //! needs no special case. A failed reconcile (disk error) is retried every second.
 //!
-//! Replication plugs in at [`on_role_change`]: a partition becoming `Follower { leader, epoch }`
-//! is where the follower fetcher for `leader` starts (truncating by leader epoch first), one
-//! becoming `Leader { epoch }` is where it stops and the leader's follower tracking starts.
+//! Replication plugs in here: a partition becoming `Follower { leader, epoch }` is where the
+//! follower fetcher for `leader` starts (truncating by leader epoch first); one becoming
+//! `Leader { epoch }` is where it stops and the leader's follower tracking starts
+//! ([`Partition::make_leader`]); a leader whose ISR or replicas changed in the same epoch
+//! adopts them ([`Partition::update_leader`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -27,7 +29,7 @@ use super::ClusterNode;
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::group::store::{self, OFFSETS_TOPIC};
-use crate::partition::{Partition, PartitionRole, NO_LEADER};
+use crate::partition::{LeaderUpdate, Partition, PartitionRole, NO_LEADER};
 use crate::replica::sink::TopicPartition;
 use crate::topics::{TopicError, WantedTopic};
 
@@ -35,6 +37,15 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Applies every metadata change until the broker shuts down.
 pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>) {
+    // Until the controller unfences this broker (it has received the metadata up to its own
+    // registration), what it holds may be a prefix of the metadata: the initial empty image,
+    // or a catch-up batch. Topics missing from a prefix would look deleted and their local
+    // logs would be removed; so nothing is applied before that.
+    let mut status = node.status();
+    tokio::select! {
+        caught_up = status.wait_for(|s| s.epoch.is_some() && !s.fenced) => if caught_up.is_err() { return },
+        () = broker.shutdown.cancelled() => return,
+    }
     let mut received = node.received();
     loop {
         let image = received.borrow_and_update().image.clone();
@@ -123,11 +134,35 @@ async fn apply(
                 continue;
             };
             let role = role_of(state, me);
-            let old = partition.set_role(role);
-            if old != role {
-                on_role_change(broker, node, &topic.name, partition, old, role).await;
+            let old = partition.role();
+            if let PartitionRole::Leader { epoch } = role {
+                let update = LeaderUpdate {
+                    leader_id: me,
+                    leader_epoch: epoch,
+                    partition_epoch: state.partition_epoch,
+                    replicas: state.replicas.clone(),
+                    isr: state.isr.clone(),
+                };
+                if old == role {
+                    partition.update_leader(update, now_ms());
+                    continue;
+                }
+                // No fetcher appends to the log once `unfollow` returns; then the epoch starts
+                // at the log end and the leader state takes over.
+                node.fetchers()
+                    .unfollow(&TopicPartition::new(&topic.name, partition.index));
+                if let Err(e) = partition.make_leader(update, now_ms()) {
+                    tracing::error!(topic = %topic.name, partition = partition.index, epoch, error = %e,
+                        "cannot start the leader epoch; the partition stays unled here");
+                    continue;
+                }
+                on_role_change(broker, &topic.name, partition, old, role).await;
+                continue;
             }
             if let PartitionRole::Follower { leader, epoch } = role {
+                if partition.make_follower(leader, epoch) != role {
+                    on_role_change(broker, &topic.name, partition, old, role).await;
+                }
                 let addr = *addrs
                     .entry(leader)
                     .or_insert_with(|| ClusterNode::client_addr(image, leader));
@@ -152,25 +187,16 @@ async fn apply(
     Ok(())
 }
 
-/// One partition's role changed: the place where leadership has consequences.
+/// One partition's role changed (the log and leader state already follow it): the group
+/// coordinator loads or unloads the groups of an offsets partition.
 async fn on_role_change(
     broker: &Arc<Broker>,
-    node: &ClusterNode,
     topic: &str,
     partition: &Arc<Partition>,
     old: PartitionRole,
     new: PartitionRole,
 ) {
     tracing::debug!(topic, partition = partition.index, ?old, ?new, "partition role");
-    // Following (`Follower`) is (re)started by `apply` for every followed partition.
-    if let PartitionRole::Leader { epoch } = new {
-        // No fetcher appends to the log once `unfollow` returns; then the epoch starts here.
-        node.fetchers()
-            .unfollow(&TopicPartition::new(topic, partition.index));
-        if let Err(e) = partition.assign_leader_epoch(epoch) {
-            tracing::error!(topic, partition = partition.index, epoch, error = %e, "cannot start the leader epoch");
-        }
-    }
     if topic != OFFSETS_TOPIC {
         return;
     }

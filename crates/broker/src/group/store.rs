@@ -17,7 +17,7 @@ use sapper_log::AppendOptions;
 
 use super::records::{self, RecordKey};
 use super::state::Group;
-use crate::partition::Partition;
+use crate::partition::{Partition, ReadBound};
 use crate::topic_config::TopicOverrides;
 use crate::topics::{TopicError, TopicRegistry};
 
@@ -182,10 +182,12 @@ pub fn replay_partition(partition: &Partition, now_ms: i64) -> HashMap<String, G
 fn replay_into(groups: &mut HashMap<String, Group>, partition: &Partition, now_ms: i64) -> u64 {
     let mut records = 0u64;
     {
-        let end = partition.offsets().high_watermark;
+        // The coordinator's own log, to its end: what it wrote as the previous leader counts
+        // even before followers confirmed it (Kafka loads to the log end as well).
+        let end = partition.offsets().log_end_offset;
         let mut offset = partition.offsets().log_start_offset;
         while offset < end {
-            let read = match partition.read(offset, REPLAY_READ_BYTES) {
+            let read = match partition.read(offset, REPLAY_READ_BYTES, ReadBound::LogEnd) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(partition = partition.index, offset, error = %e, "replaying group state stopped early");
@@ -313,7 +315,7 @@ mod tests {
             .get(OFFSETS_TOPIC)
             .and_then(|t| t.partition(partition_for("g")).cloned())
             .unwrap();
-        let read = partition.read(0, usize::MAX).unwrap();
+        let read = partition.read(0, usize::MAX, ReadBound::LogEnd).unwrap();
         let batches: Vec<_> = BatchIter::validated(&read.bytes).map(Result::unwrap).collect();
         assert_eq!(batches.len(), 1, "one batch per commit");
         assert_eq!((batches[0].base_offset(), batches[0].records_count()), (0, 6));

@@ -3,6 +3,7 @@
 //! slot, used for UNSUPPORTED_VERSION and request-wide failures). A handler that needs to know
 //! who is asking has `handle_in(broker, &RequestContext, request, version)` instead.
 
+pub mod add_raft_voter;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -11,6 +12,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -25,6 +28,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+mod raft_voters;
+pub mod remove_raft_voter;
 pub mod sync_group;
 
 use kafka_protocol::protocol::StrBytes;

@@ -22,6 +22,21 @@
 //! metadata that made us follow may already be the newest. Connection failures drop the
 //! connection and retry with a doubling backoff.
 //!
+//! A partition added while a Fetch long-polls the leader (up to `max_wait`, 500 ms) must not
+//! wait for that poll to end: the metadata sync adds it when this broker becomes its follower,
+//! and until it fetches, the leader's ISR and `acks=all` produces wait on it. So a fetch round
+//! is raced against [`ReplicaFetcher::add_partition`]'s wake-up, and an add (a new partition,
+//! or a fenced one at a new epoch: the fetcher's generation moved past the round's) abandons
+//! the round and its connection. Dropping the connection is required, not a shortcut: the
+//! wire [`Client`] has one request in flight and no way to skip its answer, and a Kafka
+//! broker answers a connection's requests in order, so a new request on the same connection
+//! would still wait behind the long poll. Nothing of the abandoned round was applied (answers
+//! are applied only once complete); the next round reconnects at once (one TCP connect and
+//! ApiVersions to the leader) and starts with OffsetForLeaderEpoch for the new partition. A
+//! shorter `max_wait` while partitions are new would not help a partition added during a poll
+//! that already started, and would cost idle round trips. Truncation rounds are not raced:
+//! OffsetForLeaderEpoch does not wait.
+//!
 //! Responses are applied under the fetcher's lock, with a generation check per partition: once
 //! [`ReplicaFetcher::remove_partition`] returns, nothing more is appended to that partition's
 //! log by this fetcher (the broker removes a partition before it becomes its leader). Lock
@@ -191,12 +206,17 @@ struct Work {
     fetching: Vec<Planned>,
     /// The earliest retry of a delayed partition.
     next_retry: Option<Instant>,
+    /// The fetcher's generation when planned: an add after the plan moves it past this.
+    generation: u64,
 }
 
 impl Shared {
     fn plan(&self, now: Instant) -> Work {
         let inner = self.inner.lock();
-        let mut work = Work::default();
+        let mut work = Work {
+            generation: inner.next_generation,
+            ..Work::default()
+        };
         for (tp, e) in &inner.partitions {
             if let Some(at) = e.retry_at.filter(|&at| at > now) {
                 work.next_retry = Some(work.next_retry.map_or(at, |n| n.min(at)));
@@ -215,6 +235,18 @@ impl Shared {
             }
         }
         work
+    }
+
+    /// Returns once a partition was added (or re-added at a new epoch) after `generation`.
+    async fn added_since(&self, generation: u64) {
+        loop {
+            // A wake-up between the check and the wait is kept as a permit (`notify_one`).
+            let woken = self.wake.notified();
+            if self.inner.lock().next_generation > generation {
+                return;
+            }
+            woken.await;
+        }
     }
 }
 
@@ -277,7 +309,8 @@ impl ReplicaFetcher {
     /// Follows `tp` at `leader_epoch`, appending through `sink`. It starts with an
     /// OffsetForLeaderEpoch round (truncating what the leader does not have). Adding a
     /// partition already followed at the same epoch changes nothing (returns false); at
-    /// another epoch it starts over (a fenced partition fetches again).
+    /// another epoch it starts over (a fenced partition fetches again). Either way a fetch in
+    /// flight is abandoned so that the partition starts at once (see the module documentation).
     pub fn add_partition(&self, tp: TopicPartition, leader_epoch: i32, sink: Arc<dyn ReplicaSink>) -> bool {
         let mut inner = self.shared.inner.lock();
         if inner
@@ -393,13 +426,24 @@ impl Task {
                 },
             };
             let round = if work.truncating.is_empty() {
-                self.fetch_round(conn, work.fetching).await
+                tokio::select! {
+                    biased;
+                    r = self.fetch_round(conn, work.fetching) => Some(r),
+                    () = self.shared.added_since(work.generation) => None,
+                }
             } else {
-                self.truncation_round(conn, work.truncating).await
+                Some(self.truncation_round(conn, work.truncating).await)
             };
             match round {
-                Ok(()) => backoff = self.config.connect_backoff,
-                Err(e) => {
+                None => {
+                    tracing::debug!(
+                        leader = self.leader_id,
+                        "partition added during a fetch; abandoning it and reconnecting"
+                    );
+                    connection = None;
+                }
+                Some(Ok(())) => backoff = self.config.connect_backoff,
+                Some(Err(e)) => {
                     tracing::debug!(leader = self.leader_id, error = %e, "replica fetch failed; reconnecting");
                     connection = None;
                     self.pause(&mut backoff).await;

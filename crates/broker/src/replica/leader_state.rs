@@ -271,6 +271,14 @@ impl LeaderState {
         }
         self.partition_epoch = partition_epoch;
         self.followers.retain(|r, _| replicas.contains(r));
+        // A member the controller took out of the ISR (fenced: dead, paused or cut off) is no
+        // longer "recently caught up" for the ISR shrink check; if it is alive its next fetch
+        // says so again.
+        for (r, f) in &mut self.followers {
+            if self.isr.contains(r) && !isr.contains(r) {
+                f.last_caught_up_ms = NEVER;
+            }
+        }
         for &r in &replicas {
             if r != self.leader_id {
                 self.followers
@@ -394,15 +402,20 @@ impl LeaderState {
         }
     }
 
-    /// Kafka's `maybeIncrementLeaderHW`: the smallest log end offset among the leader, the
-    /// maximal ISR and any replica caught up within the lag time (one about to join must not
-    /// be left behind by it), if that is above the current high watermark.
-    fn maybe_advance_high_watermark(&mut self, leader_end_offset: i64, now_ms: i64) -> Option<i64> {
+    /// Kafka's `maybeIncrementLeaderHW`: the smallest log end offset among the leader and the
+    /// maximal ISR, if that is above the current high watermark.
+    ///
+    /// Kafka also counts live replicas caught up within the lag time but outside the ISR (one
+    /// about to join must not be left behind). Here a follower is proposed for the ISR only
+    /// once it holds everything below the high watermark ([`Self::maybe_expand_isr`]), and
+    /// from the proposal on it counts as a member of the maximal ISR, so it cannot be left
+    /// behind; counting the others too made acks=all wait `replica.lag.time.max.ms` for a
+    /// broker that left under controlled shutdown (it fetches until it exits, while the
+    /// metadata does not yet say it is gone).
+    fn maybe_advance_high_watermark(&mut self, leader_end_offset: i64, _now_ms: i64) -> Option<i64> {
         let mut candidate = leader_end_offset;
         for (&r, f) in &self.followers {
-            let counts = self.isr.contains(&r)
-                || self.pending_isr.as_ref().is_some_and(|p| p.contains(&r))
-                || f.is_caught_up(leader_end_offset, now_ms, self.lag_time_max_ms);
+            let counts = self.isr.contains(&r) || self.pending_isr.as_ref().is_some_and(|p| p.contains(&r));
             if counts && f.log_end_offset < candidate {
                 candidate = f.log_end_offset;
             }

@@ -3,7 +3,8 @@
 //! [`FetcherManager::follow`] for every partition this broker follows (with the leader's id,
 //! address and epoch) and [`FetcherManager::unfollow`] when it becomes leader, the partition
 //! goes away or has no leader; fetchers left without partitions are stopped by
-//! [`FetcherManager::shutdown_idle`].
+//! [`FetcherManager::shutdown_idle`]. A partition followed at a leader whose fetcher is
+//! long-polling starts at once: adding it abandons the poll (see [`crate::replica::fetcher`]).
 //!
 //! Lock order: the manager's lock, then a fetcher's, then a log's.
 

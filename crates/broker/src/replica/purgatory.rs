@@ -38,7 +38,7 @@ pub struct AckState {
 pub trait AckSource: Send + Sync {
     fn ack_state(&self) -> AckState;
     /// A receiver that changes whenever [`AckSource::ack_state`] may have changed.
-    fn subscribe(&self) -> watch::Receiver<i64>;
+    fn subscribe(&self) -> watch::Receiver<u64>;
 }
 
 /// How one partition's wait ended.
@@ -160,7 +160,7 @@ mod tests {
     /// A partition whose state tests set by hand.
     struct Fake {
         state: Mutex<AckState>,
-        tx: watch::Sender<i64>,
+        tx: watch::Sender<u64>,
     }
 
     impl Fake {
@@ -186,7 +186,7 @@ mod tests {
         fn ack_state(&self) -> AckState {
             *self.state.lock()
         }
-        fn subscribe(&self) -> watch::Receiver<i64> {
+        fn subscribe(&self) -> watch::Receiver<u64> {
             self.tx.subscribe()
         }
     }
@@ -270,12 +270,12 @@ mod tests {
         assert_eq!(wait.await.unwrap(), AckOutcome::NotLeaderOrFollower);
 
         // A partition dropped (topic deleted) while a wait is on it.
-        struct Gone(AckState, watch::Receiver<i64>);
+        struct Gone(AckState, watch::Receiver<u64>);
         impl AckSource for Gone {
             fn ack_state(&self) -> AckState {
                 self.0
             }
-            fn subscribe(&self) -> watch::Receiver<i64> {
+            fn subscribe(&self) -> watch::Receiver<u64> {
                 self.1.clone()
             }
         }

@@ -488,3 +488,28 @@ fn producer_state_after_truncation_accepts_the_cut_batches_again() {
         Ok(AppendOutcome::Appended(AppendInfo { base_offset: 3, .. }))
     ));
 }
+
+#[test]
+fn truncating_at_the_log_end_forgets_an_epoch_started_there_without_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(true), 0).unwrap();
+    let history: Vec<Step> = (0..2)
+        .map(|_| Step {
+            count: 2,
+            value_len: 10,
+            epoch: 0,
+            producer: None,
+        })
+        .collect();
+    write_history(&mut log, &history);
+    // This replica led briefly at epoch 3 without writing, then follows a leader that never
+    // knew epoch 3: the truncation point is its log end.
+    log.assign_leader_epoch(3).unwrap();
+    assert_eq!(log.latest_epoch(), Some(3));
+    log.truncate_to(4).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(log.latest_epoch(), Some(0));
+    drop(log);
+    let log = Log::open(dir.path(), config(true), 0).unwrap();
+    assert_eq!(log.latest_epoch(), Some(0), "the cut is on disk");
+}

@@ -397,7 +397,11 @@ impl Controller {
                     count: PRODUCER_ID_BLOCK,
                 })
             }
-            ControllerRequest::BrokerHeartbeat { .. } | ControllerRequest::FetchMetadata { .. } => {
+            ControllerRequest::BrokerHeartbeat { .. }
+            | ControllerRequest::FetchMetadata { .. }
+            | ControllerRequest::DescribeQuorum
+            | ControllerRequest::AddVoter { .. }
+            | ControllerRequest::RemoveVoter { .. } => {
                 Err(ControllerError::InvalidRequest("not a metadata change".into()))
             }
         }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::election::AlterPartitionError;
 use crate::image::MetadataImage;
+use crate::raft::QuorumStatus;
 use crate::records::{BrokerId, Listener, MetadataRecord, PartitionRecord};
 
 /// What a broker asks the controller.
@@ -81,6 +82,21 @@ pub enum ControllerRequest {
         after_index: u64,
         max_wait_ms: u64,
     },
+    /// The metadata quorum as its leader (the active controller) sees it: Kafka's
+    /// DescribeQuorum. Answers [`ControllerResponse::Quorum`].
+    DescribeQuorum,
+    /// KIP-853 AddRaftVoter: node `id`, whose controller listener is `addr` (HOST:PORT), joins
+    /// the metadata quorum as a learner, catches up, then becomes a voter (openraft joint
+    /// consensus). Answers [`ControllerResponse::VotersChanged`].
+    AddVoter {
+        id: BrokerId,
+        addr: String,
+    },
+    /// KIP-853 RemoveRaftVoter: node `id` leaves the voters. Answers
+    /// [`ControllerResponse::VotersChanged`].
+    RemoveVoter {
+        id: BrokerId,
+    },
 }
 
 /// The controller's answer to a [`ControllerRequest`].
@@ -116,6 +132,11 @@ pub enum ControllerResponse {
         count: i64,
     },
     Metadata(MetadataUpdate),
+    Quorum(QuorumStatus),
+    /// The voter change is committed, at this Raft log index.
+    VotersChanged {
+        index: u64,
+    },
 }
 
 /// Committed metadata for a follower.
@@ -195,6 +216,12 @@ pub enum ControllerError {
     /// INVALID_REPLICATION_FACTOR (38)
     #[error("{0}")]
     InvalidReplicationFactor(String),
+    /// DUPLICATE_VOTER (126)
+    #[error("node {0} is already a voter")]
+    DuplicateVoter(BrokerId),
+    /// VOTER_NOT_FOUND (127)
+    #[error("node {0} is not a voter")]
+    VoterNotFound(BrokerId),
     /// INVALID_REQUEST (42)
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -219,6 +246,8 @@ impl ControllerError {
             Self::UnknownTopic(_) => 3,
             Self::InvalidPartitions(_) => 37,
             Self::InvalidReplicationFactor(_) => 38,
+            Self::DuplicateVoter(_) => 126,
+            Self::VoterNotFound(_) => 127,
             Self::InvalidRequest(_) => 42,
             Self::Timeout(_) => 7,
             Self::Failed(_) => -1,

@@ -17,6 +17,7 @@ pub mod active;
 pub mod api;
 pub mod sessions;
 pub mod topics;
+mod voters;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 
 use crate::image::MetadataImage;
 use crate::raft::feed::{Feed, FeedRead};
+use crate::raft::quorum::quorum_status;
 use crate::raft::rpc::{Connection, Request, Response};
 use crate::raft::state_machine::AppliedState;
 use crate::raft::types::{NodeId, Raft};
@@ -163,6 +165,11 @@ impl Controller {
                 self.heartbeat(id, epoch, applied_index, want_shutdown, conn)
                     .await
             }
+            ControllerRequest::DescribeQuorum if self.is_active() => {
+                Ok(ControllerResponse::Quorum(quorum_status(&self.raft)))
+            }
+            ControllerRequest::AddVoter { id, addr } if self.is_active() => self.add_voter(id, addr).await,
+            ControllerRequest::RemoveVoter { id } if self.is_active() => self.remove_voter(id).await,
             other if self.is_active() => self.decide(other).await,
             _ if forwarded => Err(self.not_controller()),
             other => self.forward(other).await,

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::controller::api::{ControllerError, ControllerRequest, ControllerResponse, Election};
 use crate::raft::rpc::{Connection, Request, Response};
+use crate::raft::QuorumStatus;
 use crate::records::{BrokerId, PartitionRecord};
 
 /// Pause between attempts when no controller could be reached or none is active.
@@ -95,6 +96,9 @@ fn idempotent(request: &ControllerRequest) -> bool {
             | ControllerRequest::CreatePartitions { .. }
             | ControllerRequest::DeleteTopic { .. }
             | ControllerRequest::AllocateProducerIds { .. }
+            // Repeated, a completed change would answer DUPLICATE_VOTER / VOTER_NOT_FOUND.
+            | ControllerRequest::AddVoter { .. }
+            | ControllerRequest::RemoveVoter { .. }
     )
 }
 
@@ -351,6 +355,31 @@ impl ControllerClient {
             .await?
         {
             ControllerResponse::Elections(results) => Ok(results),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// DescribeQuorum: the metadata quorum as its leader sees it.
+    pub async fn describe_quorum(&self) -> Result<QuorumStatus, ClientError> {
+        match self.call(ControllerRequest::DescribeQuorum).await? {
+            ControllerResponse::Quorum(status) => Ok(status),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// KIP-853 AddRaftVoter: node `id` with controller listener `addr` joins the voters.
+    /// Answers the membership change's Raft log index.
+    pub async fn add_voter(&self, id: BrokerId, addr: String) -> Result<u64, ClientError> {
+        match self.call(ControllerRequest::AddVoter { id, addr }).await? {
+            ControllerResponse::VotersChanged { index } => Ok(index),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// KIP-853 RemoveRaftVoter: node `id` leaves the voters.
+    pub async fn remove_voter(&self, id: BrokerId) -> Result<u64, ClientError> {
+        match self.call(ControllerRequest::RemoveVoter { id }).await? {
+            ControllerResponse::VotersChanged { index } => Ok(index),
             _ => Err(ClientError::Unexpected),
         }
     }

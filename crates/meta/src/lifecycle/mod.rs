@@ -266,8 +266,11 @@ impl Heartbeats {
     async fn heartbeat(&mut self, epoch: i64) {
         let mut ticker = tokio::time::interval(self.config.heartbeat_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A heartbeat answers in milliseconds; one that hangs (an active controller cut off
+        // from the network closes nothing) must give up soon enough to find the new one
+        // within a new controller's failover grace (1 s), or every broker is fenced.
         let policy = CallPolicy {
-            timeout: self.policy.timeout,
+            timeout: self.policy.timeout.min(self.config.heartbeat_interval * 2),
             retry_for: self.config.heartbeat_interval,
         };
         loop {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -139,7 +140,7 @@ pub enum QuorumError {
 }
 
 /// One voter as seen from this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoterStatus {
     pub id: NodeId,
     pub addr: String,
@@ -149,8 +150,9 @@ pub struct VoterStatus {
     pub lag: Option<u64>,
 }
 
-/// A point-in-time view of the quorum from this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A point-in-time view of the quorum from this node (the leader's is the complete one; the
+/// controller answers [`crate::controller::api::ControllerRequest::DescribeQuorum`] with it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumStatus {
     pub node_id: NodeId,
     pub state: String,
@@ -158,6 +160,12 @@ pub struct QuorumStatus {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub last_applied: Option<u64>,
+    /// The highest log index known committed: on the leader, the highest index a majority of
+    /// the voters has (openraft 0.9 does not publish its committed index); elsewhere the last
+    /// applied one (applied entries are committed).
+    pub committed: Option<u64>,
+    /// On the leader, milliseconds since a quorum last acknowledged it (heartbeat or append).
+    pub millis_since_quorum_ack: Option<u64>,
     pub voters: Vec<VoterStatus>,
     pub learners: Vec<NodeId>,
 }
@@ -475,48 +483,7 @@ impl MetadataQuorum {
 
     /// Leader, term, log positions and the voters with their replication progress.
     pub fn status(&self) -> QuorumStatus {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let membership = m.membership_config.membership();
-        let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let voters = voter_ids
-            .iter()
-            .map(|id| {
-                let matched = if *id == m.id && m.state == ServerState::Leader {
-                    m.last_log_index
-                } else {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(id))
-                        .and_then(|l| l.as_ref())
-                        .map(|l| l.index)
-                };
-                let lag = match (m.state == ServerState::Leader, matched, m.last_log_index) {
-                    (true, Some(matched), Some(last)) => Some(last.saturating_sub(matched)),
-                    (true, None, Some(last)) => Some(last + 1),
-                    _ => None,
-                };
-                VoterStatus {
-                    id: *id,
-                    addr: membership
-                        .get_node(id)
-                        .map(|n| n.addr.clone())
-                        .unwrap_or_default(),
-                    matched,
-                    lag,
-                }
-            })
-            .collect();
-        QuorumStatus {
-            node_id: m.id,
-            state: format!("{:?}", m.state),
-            leader: m.current_leader,
-            term: m.current_term,
-            last_log_index: m.last_log_index,
-            last_applied: m.last_applied.map(|l| l.index),
-            voters,
-            learners: membership.learner_ids().collect(),
-        }
+        quorum_status(&self.raft)
     }
 
     /// Stops Raft and the controller listener and waits (bounded) for their tasks.
@@ -533,6 +500,70 @@ impl MetadataQuorum {
             tracing::warn!("controller listener tasks did not stop within 5 s");
         }
     }
+}
+
+/// [`MetadataQuorum::status`] of the node running `raft`.
+pub(crate) fn quorum_status(raft: &Raft) -> QuorumStatus {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    let membership = m.membership_config.membership();
+    let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let voters = voter_ids
+        .iter()
+        .map(|id| {
+            let matched = if *id == m.id && m.state == ServerState::Leader {
+                m.last_log_index
+            } else {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .and_then(|l| l.as_ref())
+                    .map(|l| l.index)
+            };
+            let lag = match (m.state == ServerState::Leader, matched, m.last_log_index) {
+                (true, Some(matched), Some(last)) => Some(last.saturating_sub(matched)),
+                (true, None, Some(last)) => Some(last + 1),
+                _ => None,
+            };
+            VoterStatus {
+                id: *id,
+                addr: membership
+                    .get_node(id)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default(),
+                matched,
+                lag,
+            }
+        })
+        .collect::<Vec<VoterStatus>>();
+    let last_applied = m.last_applied.map(|l| l.index);
+    let leading = m.state == ServerState::Leader;
+    let committed = if leading {
+        majority_matched(voters.iter().map(|v| v.matched)).max(last_applied)
+    } else {
+        last_applied
+    };
+    QuorumStatus {
+        node_id: m.id,
+        state: format!("{:?}", m.state),
+        leader: m.current_leader,
+        term: m.current_term,
+        last_log_index: m.last_log_index,
+        last_applied,
+        committed,
+        millis_since_quorum_ack: if leading { m.millis_since_quorum_ack } else { None },
+        voters,
+        learners: membership.learner_ids().collect(),
+    }
+}
+
+/// The highest index a majority of the voters (whose matched indexes are `matched`) holds.
+fn majority_matched(matched: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+    let mut matched: Vec<Option<u64>> = matched.collect();
+    // Highest first; `None` (nothing known replicated) sorts last.
+    matched.sort_unstable_by(|a, b| b.cmp(a));
+    let majority = matched.len() / 2;
+    matched.get(majority).copied().flatten()
 }
 
 impl Drop for MetadataQuorum {

@@ -173,6 +173,16 @@ async fn three_nodes_elect_a_leader_and_apply_in_the_same_order() {
         let status = cluster.node(leader).status();
         assert_eq!(status.voters.len(), 3);
         assert!(status.voters.iter().all(|v| v.matched.is_some()), "{status:?}");
+        // Applied everywhere, so committed: the leader's majority index is at least there.
+        assert!(status.committed >= Some(last), "{status:?}");
+        assert!(status.committed <= status.last_log_index, "{status:?}");
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        let seen = cluster.node(follower).status();
+        assert_eq!((seen.leader, seen.term), (Some(leader), status.term));
+        assert_eq!(
+            seen.committed, seen.last_applied,
+            "a follower reports what it applied"
+        );
         cluster.shutdown().await;
     })
     .await;

@@ -8,6 +8,8 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod checker;
+pub mod cluster;
 pub mod proxy;
 
 use std::fs::File;

@@ -431,7 +431,9 @@ pub fn encode_body(rng: &mut Rng, api: ApiKey, version: i16, names: &mut u32) ->
                         )])])
                 .encode(&mut buf, version)
         }
-        _ => return None,
+        // No randomized generator (the quorum and election admin APIs): the all-defaults
+        // request below.
+        _ => Err(anyhow::anyhow!("no randomized request for {api:?}")),
     };
     let reply = if silent {
         Reply::Never
@@ -470,6 +472,10 @@ fn encode_default(api: ApiKey, version: i16) -> Option<Vec<u8>> {
         DescribeConfigs => DescribeConfigsRequest,
         CreatePartitions => CreatePartitionsRequest,
         DescribeCluster => DescribeClusterRequest,
+        DescribeQuorum => DescribeQuorumRequest,
+        ElectLeaders => ElectLeadersRequest,
+        AddRaftVoter => AddRaftVoterRequest,
+        RemoveRaftVoter => RemoveRaftVoterRequest,
         FindCoordinator => FindCoordinatorRequest,
         JoinGroup => JoinGroupRequest,
         SyncGroup => SyncGroupRequest,

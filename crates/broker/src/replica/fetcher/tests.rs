@@ -42,6 +42,11 @@ struct LeaderState {
     fetch_errors: BTreeMap<(String, i32), i16>,
     offset_for_leader_epoch_requests: usize,
     replica_ids: Vec<i32>,
+    /// Hold a fetch with nothing to return for its whole `max_wait_ms`, as a broker does
+    /// (otherwise 10 ms).
+    long_poll: bool,
+    /// Fetches that started waiting out their `max_wait_ms`.
+    long_polls: usize,
 }
 
 pub(crate) struct FakeLeader {
@@ -148,8 +153,20 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<LeaderState>>, st
                 let request: FetchRequest = codec::decode_body(api, &mut frame, version).unwrap();
                 let (response, empty) = fake_fetch(&mut state.lock(), &request);
                 if empty {
-                    // A short long poll: enough to not spin, short enough for quick tests.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    let wait = {
+                        let mut s = state.lock();
+                        if s.long_poll {
+                            s.long_polls += 1;
+                            Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0))
+                        } else {
+                            // A short long poll: enough to not spin, short enough for quick tests.
+                            Duration::from_millis(10)
+                        }
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stop.cancelled() => return,
+                    }
                 }
                 codec::encode_response(&mut out, api, version, id, &response).unwrap();
             }
@@ -567,6 +584,56 @@ async fn partitions_are_added_and_removed_at_runtime() {
     fetcher.shutdown().await;
 }
 
+/// A partition added while the fetcher waits in a 5 s long poll starts fetching at once: the
+/// poll is abandoned (one new connection), not waited out.
+#[tokio::test]
+async fn a_partition_added_during_a_long_poll_is_fetched_at_once() {
+    let mut leader = FakeLeader::start(0).await;
+    leader.add_log("t", 0).add_log("t", 1);
+    leader.with_log("t", 1, |l| write(l, 0, 2, "new"));
+    leader.state.lock().long_poll = true;
+    let long_poll = Duration::from_secs(5);
+    let config = FetcherConfig {
+        max_wait: long_poll,
+        ..config()
+    };
+    let (f0, f1) = (follower(), follower());
+    let fetcher = ReplicaFetcher::spawn(1, leader.addr, config, CancellationToken::new());
+    let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    fetcher.add_partition(t0.clone(), 0, f0.sink());
+    eventually("t-0 is in a long poll", || leader.state.lock().long_polls == 1).await;
+    let connections = leader.accepted.load(Ordering::Relaxed);
+
+    let added = Instant::now();
+    assert!(fetcher.add_partition(t1.clone(), 0, f1.sink()));
+    caught_up(&leader, "t", 1, &f1).await;
+    let took = added.elapsed();
+    eprintln!("partition added during a {long_poll:?} long poll caught up in {took:?}");
+    assert!(
+        took < Duration::from_millis(500),
+        "took {took:?}: the long poll was waited out"
+    );
+    assert_eq!(
+        leader.accepted.load(Ordering::Relaxed),
+        connections + 1,
+        "the abandoned poll's connection was replaced once"
+    );
+    for tp in [&t0, &t1] {
+        assert_eq!(fetcher.status(tp).unwrap().phase, FetchPhase::Fetching);
+    }
+    // Both are in the next long poll; re-adding at the same epoch changes nothing.
+    eventually("both partitions long-poll", || {
+        leader.state.lock().long_polls >= 2
+    })
+    .await;
+    assert!(!fetcher.add_partition(t1, 0, f1.sink()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(leader.accepted.load(Ordering::Relaxed), connections + 1);
+    tokio::time::timeout(Duration::from_secs(1), fetcher.shutdown())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn shutdown_is_prompt_while_polling_or_reconnecting() {
     let mut leader = FakeLeader::start(0).await;
@@ -636,7 +703,10 @@ async fn replicates_from_a_sapper_broker_after_truncating_by_epoch() {
     append(0, "a");
     append(0, "b");
     let f = follower();
-    let shared = part.read(0, 1 << 20).unwrap().bytes;
+    let shared = part
+        .read(0, 1 << 20, crate::partition::ReadBound::LogEnd)
+        .unwrap()
+        .bytes;
     f.log.write().append_as_follower(&shared, 1_000).unwrap();
     write(&mut f.log.write(), 1, 3, "lost"); // offsets 4..12, epoch 1
     part.set_role(PartitionRole::Leader { epoch: 2 });
@@ -651,7 +721,12 @@ async fn replicates_from_a_sapper_broker_after_truncating_by_epoch() {
         log.log_end_offset() == end && log.high_watermark() == end
     })
     .await;
-    assert_eq!(everything(&f.log.read()), part.read(0, 1 << 20).unwrap().bytes);
+    assert_eq!(
+        everything(&f.log.read()),
+        part.read(0, 1 << 20, crate::partition::ReadBound::LogEnd)
+            .unwrap()
+            .bytes
+    );
     assert_eq!(epochs_of(&f.log.read()), vec![(0, 0), (2, 4)]);
     fetcher.shutdown().await;
     shutdown.cancel();

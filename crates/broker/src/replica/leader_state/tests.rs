@@ -342,3 +342,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_fenced_follower_that_keeps_fetching_does_not_hold_the_high_watermark() {
+    // Controlled shutdown: the controller takes broker 3 out of the ISR (it is fenced) while its
+    // fetcher still runs until the process exits.
+    let mut s = leader(&[1, 2, 3], 10, 0, 0);
+    fetch(&mut s, 2, 10, 10, 1);
+    fetch(&mut s, 3, 10, 10, 1);
+    assert_eq!(s.high_watermark(), 10);
+    let update = s.apply_metadata(vec![1, 2, 3], vec![1, 2], 10, 10, 2);
+    assert_eq!(update.high_watermark, None);
+    let fenced = s
+        .record_fetch(FollowerFetch {
+            replica: 3,
+            fetch_offset: 10,
+            leader_end_offset: 10,
+            now_ms: 3,
+            eligible_for_isr: false,
+        })
+        .unwrap();
+    assert_eq!(fenced.isr_change, None, "never proposed back while fenced");
+    // It exits; the leader appends and broker 2 alone commits.
+    assert_eq!(s.leader_appended(15, 4), None);
+    assert_eq!(fetch(&mut s, 2, 15, 15, 5).high_watermark, Some(15));
+}

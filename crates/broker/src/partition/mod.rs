@@ -1,11 +1,21 @@
-//! One partition on this broker: its log behind a lock, and a watch that wakes fetchers.
-//!
-//! On a single broker the high watermark is the log end offset: every appended batch is
-//! acknowledged by the only replica. Replication (a later issue) will separate the two.
+//! One partition on this broker: its log behind a lock, and a watch that wakes whatever waits
+//! on it (fetches, acks=all produces).
 //!
 //! Each partition has a [`PartitionRole`]: a single-node broker leads every partition it has;
 //! in a cluster the role comes from the metadata image (`crate::cluster::sync` sets it) and
 //! only the leader serves produce, client fetches and offsets lookups.
+//!
+//! The high watermark (the end of what every in-sync replica holds) bounds what consumers
+//! read and what ListOffsets calls "latest". On a single-node broker ("standalone") it is the
+//! log end offset: the only replica has everything. A cluster leader keeps a
+//! [`crate::replica::leader_state::LeaderState`] fed by its followers' fetches
+//! ([`leader`]); a follower takes the high watermark its leader sends.
+//!
+//! Lock order: `role`, then `leader`; the log lock is never held while taking either.
+
+mod leader;
+
+pub use leader::{AckWait, LeaderUpdate};
 
 use std::path::Path;
 
@@ -16,6 +26,7 @@ use sapper_log::{
 };
 use tokio::sync::watch;
 
+use crate::replica::leader_state::LeaderState;
 use crate::replica::sink::ReplicaSink;
 
 /// What this broker is for one partition, as the metadata says.
@@ -53,8 +64,14 @@ impl PartitionRole {
 pub struct Partition {
     pub index: i32,
     log: RwLock<Log>,
-    high_watermark: watch::Sender<i64>,
+    /// Bumped on every change a waiter may care about: an append, a high watermark move, a
+    /// truncation, a role or ISR change.
+    changes: watch::Sender<u64>,
     role: Mutex<PartitionRole>,
+    /// The leader's view of its followers, while this broker leads the partition in a cluster.
+    leader: Mutex<Option<LeaderState>>,
+    /// A single-node broker's partition: the high watermark is the log end offset.
+    standalone: bool,
 }
 
 /// Offsets a response reports for a partition.
@@ -62,6 +79,16 @@ pub struct Partition {
 pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBound {
+    /// Consumers: only what every in-sync replica holds.
+    HighWatermark,
+    /// Followers (and the group coordinator replaying its own log): everything.
+    LogEnd,
 }
 
 impl Partition {
@@ -74,12 +101,18 @@ impl Partition {
         role: PartitionRole,
     ) -> Result<Self, LogError> {
         let log = Log::open(dir, config, now_ms)?;
-        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        let standalone = role == PartitionRole::SINGLE_NODE;
+        if standalone {
+            log.set_high_watermark(log.log_end_offset());
+        }
+        let (changes, _) = watch::channel(0);
         Ok(Self {
             index,
             log: RwLock::new(log),
-            high_watermark,
+            changes,
             role: Mutex::new(role),
+            leader: Mutex::new(None),
+            standalone,
         })
     }
 
@@ -88,42 +121,49 @@ impl Partition {
         *self.role.lock()
     }
 
-    /// Changes the role; answers the previous one. Fetchers waiting on the partition are
-    /// woken so they notice a lost leadership.
-    pub fn set_role(&self, role: PartitionRole) -> PartitionRole {
+    /// Sets the role directly (tests of a standalone partition that act as a cluster leader
+    /// or follower); the broker uses [`Self::make_leader`] and [`Self::make_follower`].
+    #[cfg(test)]
+    pub(crate) fn set_role(&self, role: PartitionRole) -> PartitionRole {
         let old = std::mem::replace(&mut *self.role.lock(), role);
-        if old != role {
-            self.high_watermark.send_modify(|_| {});
-        }
+        self.wake();
         old
     }
 
-    /// Appends a produce request's batches and wakes fetchers waiting on this partition.
+    /// Appends a produce request's (or the group coordinator's) batches as the leader, moves
+    /// the high watermark if that alone commits them (a standalone broker, or a leader alone
+    /// in its ISR) and wakes what waits on this partition.
     pub fn append(&self, batches: &mut [u8], opts: &AppendOptions) -> Result<AppendOutcome, LogError> {
         let mut log = self.log.write();
         let outcome = log.append(batches, opts)?;
         let end = log.log_end_offset();
+        if self.standalone {
+            log.set_high_watermark(end);
+        }
         drop(log);
-        self.high_watermark.send_if_modified(|hw| {
-            let moved = *hw != end;
-            *hw = end;
-            moved
-        });
+        if !self.standalone {
+            self.leader_appended(end);
+        }
+        self.wake();
         Ok(outcome)
     }
 
-    /// Reads whole batches from `offset`, never past the high watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+    /// Reads whole batches from `offset`, up to `bound`.
+    pub fn read(&self, offset: i64, max_bytes: usize, bound: ReadBound) -> Result<ReadResult, LogError> {
         let log = self.log.read();
-        let hw = log.log_end_offset();
-        log.read(offset, max_bytes, hw)
+        let limit = match bound {
+            ReadBound::HighWatermark => log.high_watermark(),
+            ReadBound::LogEnd => log.log_end_offset(),
+        };
+        log.read(offset, max_bytes, limit)
     }
 
     pub fn offsets(&self) -> PartitionOffsets {
         let log = self.log.read();
         PartitionOffsets {
             log_start_offset: log.log_start_offset(),
-            high_watermark: log.log_end_offset(),
+            high_watermark: log.high_watermark(),
+            log_end_offset: log.log_end_offset(),
         }
     }
 
@@ -141,9 +181,10 @@ impl Partition {
         (log.leader_epoch_cache().clone(), log.log_end_offset())
     }
 
-    /// A receiver that changes whenever the high watermark moves.
-    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
+    /// A receiver that changes whenever the log, its high watermark, the role or the ISR
+    /// changes (what fetches and acks=all produces wait on).
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Runs retention (and age-based rolling); returns deleted segments.
@@ -185,13 +226,9 @@ impl Partition {
         self.log.write().assign_leader_epoch(epoch)
     }
 
-    /// Tells fetch requests waiting on the partition that the log end moved.
-    fn wake(&self, end: i64) {
-        self.high_watermark.send_if_modified(|hw| {
-            let moved = *hw != end;
-            *hw = end;
-            moved
-        });
+    /// Wakes everything waiting on the partition.
+    fn wake(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -200,25 +237,22 @@ impl ReplicaSink for Partition {
     fn append_as_follower(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, ReplicaError> {
         let mut log = self.log.write();
         let info = log.append_as_follower(batches, now_ms)?;
-        let end = log.log_end_offset();
         drop(log);
-        self.wake(end);
+        self.wake();
         Ok(info)
     }
     fn truncate_to(&self, offset: i64) -> Result<(), ReplicaError> {
         let mut log = self.log.write();
         log.truncate_to(offset)?;
-        let end = log.log_end_offset();
         drop(log);
-        self.wake(end);
+        self.wake();
         Ok(())
     }
     fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), ReplicaError> {
         let mut log = self.log.write();
         log.truncate_fully_and_start_at(offset)?;
-        let end = log.log_end_offset();
         drop(log);
-        self.wake(end);
+        self.wake();
         Ok(())
     }
     fn log_start_offset(&self) -> i64 {
@@ -231,7 +265,14 @@ impl ReplicaSink for Partition {
         self.log.read().high_watermark()
     }
     fn set_high_watermark(&self, offset: i64) -> i64 {
-        self.log.read().set_high_watermark(offset)
+        let log = self.log.read();
+        let before = log.high_watermark();
+        let after = log.set_high_watermark(offset);
+        drop(log);
+        if after != before {
+            self.wake();
+        }
+        after
     }
     fn latest_epoch(&self) -> Option<i32> {
         self.log.read().latest_epoch()
@@ -256,16 +297,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let partition =
             Partition::open(0, dir.path(), LogConfig::default(), 0, PartitionRole::UNKNOWN).unwrap();
-        let mut watch = partition.watch_high_watermark();
+        let mut watch = partition.watch_changes();
         let sink: &dyn ReplicaSink = &partition;
         sink.append_as_follower(&batches, 1_000).unwrap();
         assert_eq!(sink.log_end_offset(), 6);
         assert!(watch.has_changed().unwrap());
-        assert_eq!(*watch.borrow_and_update(), 6);
+        watch.borrow_and_update();
         assert_eq!(sink.latest_epoch(), Some(1));
+        // A follower's high watermark is its leader's; consumers would read nothing yet.
+        assert_eq!(partition.offsets().high_watermark, 0);
+        assert_eq!(sink.set_high_watermark(4), 4);
+        assert!(watch.has_changed().unwrap());
+        watch.borrow_and_update();
         sink.truncate_to(3).unwrap();
         assert_eq!(sink.log_end_offset(), 3);
-        assert_eq!(*watch.borrow_and_update(), 3);
+        assert!(watch.has_changed().unwrap());
         partition.assign_leader_epoch(2).unwrap();
         assert_eq!(sink.latest_epoch(), Some(2));
         assert_eq!(sink.end_offset_for_epoch(1).end_offset, 3);

@@ -32,6 +32,11 @@ use crate::replica::manager::FetcherManager;
 
 /// How long a topic change waits for the local image to show it before answering anyway.
 const SHOW_CHANGE_WITHIN: Duration = Duration::from_secs(5);
+/// Controlled shutdown: how long to wait for the local image to show the moved leaderships,
+/// then how long to keep answering (with NOT_LEADER_OR_FOLLOWER and fresh Metadata) while
+/// the other brokers apply the same change.
+const LEAVE_WITHIN: Duration = Duration::from_secs(1);
+const DRAIN_AFTER_LEAVING: Duration = Duration::from_millis(300);
 /// The listener name brokers register their client listener under.
 const CLIENT_LISTENER: &str = "PLAINTEXT";
 
@@ -299,15 +304,30 @@ impl ClusterNode {
     }
 
     pub(super) async fn controlled_shutdown(&self, bound: Duration) {
-        let lifecycle = self.lifecycle.lock().await;
-        let Some(lifecycle) = lifecycle.as_ref() else {
+        let guard = self.lifecycle.lock().await;
+        let Some(lifecycle) = guard.as_ref() else {
             return;
         };
-        if lifecycle.controlled_shutdown(bound).await {
-            tracing::info!("controlled shutdown: the controller moved every leadership away");
-        } else {
+        if !lifecycle.controlled_shutdown(bound).await {
             tracing::warn!("controlled shutdown: no confirmation within {bound:?}; stopping anyway");
+            return;
         }
+        tracing::info!("controlled shutdown: the controller moved every leadership away");
+        drop(guard);
+        // Keep serving a moment: the other brokers apply the moves tens of milliseconds after
+        // the controller confirms them, and a client that loses its connection to this broker
+        // asks them for metadata at once; if they still name this broker it waits for its next
+        // periodic refresh (librdkafka: 1 s). Until we stop, produce requests here get
+        // NOT_LEADER_OR_FOLLOWER and this broker's own Metadata already names the new leaders.
+        let me = self.node_id;
+        let mut applied = self.applied.subscribe();
+        let moved = applied.wait_for(|image| image.partitions().all(|p| p.leader != me));
+        if tokio::time::timeout(LEAVE_WITHIN, moved).await.is_err() {
+            tracing::warn!(
+                "controlled shutdown: this broker's image still shows it leading after {LEAVE_WITHIN:?}"
+            );
+        }
+        tokio::time::sleep(DRAIN_AFTER_LEAVING).await;
     }
 
     /// The follower side: one replica fetcher per leader this broker follows partitions at.

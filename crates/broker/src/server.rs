@@ -31,6 +31,11 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
         background.spawn(flush_loop(broker.clone(), Duration::from_millis(ms)));
     }
     broker.cluster.spawn_tasks(&broker, &mut background);
+    // Connections wait in the listen backlog until the broker may answer them.
+    tokio::select! {
+        () = broker.cluster.ready_to_serve() => {}
+        () = broker.shutdown.cancelled() => {}
+    }
 
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut connections = JoinSet::new();

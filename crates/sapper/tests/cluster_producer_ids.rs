@@ -11,12 +11,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -24,151 +19,18 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sapper_wire::client::Client;
-use sapper_wire::kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, ProducerId,
-};
+use sapper_wire::kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use common::cluster::{local_nodes, spawn_all, ClusterNode, MetadataReader};
 use common::{block_on, client_config, consume_all};
 
 const NODES: i32 = 3;
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const INIT_PRODUCER_ID_VERSION: i16 = 4;
 /// COORDINATOR_LOAD_IN_PROGRESS: no producer id block yet, retry.
 const LOAD_IN_PROGRESS: i16 = 14;
 /// The controller's block size (`sapper_meta::controller::PRODUCER_ID_BLOCK`).
 const BLOCK: i64 = 1000;
-
-/// One `sapper broker` node of the test cluster, restartable on its ports and data.
-struct Node {
-    id: i32,
-    client: SocketAddr,
-    voters: String,
-    data_dir: PathBuf,
-    logs: PathBuf,
-    starts: u32,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn spawn(&mut self) {
-        assert!(self.child.is_none());
-        self.starts += 1;
-        let stderr = File::create(self.stderr_path()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sapper"));
-        cmd.arg("broker")
-            .args(["--node-id", &self.id.to_string()])
-            .args(["--listen", &self.client.to_string()])
-            .args(["--voters", &self.voters])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .env("NO_COLOR", "1")
-            .env("SAPPER_LOG", "info,openraft=warn");
-        for (key, _) in std::env::vars_os() {
-            if key
-                .to_str()
-                .is_some_and(|k| k.starts_with("SAPPER_") && k != "SAPPER_LOG")
-            {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("sapper: listening on ") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        self.child = Some(child);
-        if rx.recv_timeout(START_TIMEOUT).is_err() {
-            panic!("node {} did not start listening\n{}", self.id, self.stderr_tail());
-        }
-    }
-
-    fn kill9(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn stderr_path(&self) -> PathBuf {
-        self.logs
-            .join(format!("node{}-start{}.stderr", self.id, self.starts))
-    }
-
-    fn stderr_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(self.stderr_path()) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let start = text.len().saturating_sub(6_000);
-        let start = (start..text.len())
-            .find(|i| text.is_char_boundary(*i))
-            .unwrap_or(0);
-        format!("--- node {} stderr ---\n{}", self.id, &text[start..])
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("{}", self.stderr_tail());
-        }
-    }
-}
-
-/// `n` distinct ports that were free a moment ago (held together, then released).
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// The live brokers the node at `addr` lists, if it answers.
-fn live_brokers(rt: &tokio::runtime::Runtime, addr: SocketAddr) -> Option<BTreeSet<i32>> {
-    let request = MetadataRequest::default()
-        .with_topics(Some(Vec::new()))
-        .with_allow_auto_topic_creation(false);
-    let response: MetadataResponse = rt.block_on(async {
-        tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let mut client = Client::connect(addr).await.ok()?;
-            client.send(&request, 9).await.ok()
-        })
-        .await
-        .ok()
-        .flatten()
-    })?;
-    Some(response.brokers.iter().map(|b| b.node_id.0).collect())
-}
-
-/// Waits (up to 30 s) until every node lists all brokers.
-fn wait_all_registered(rt: &tokio::runtime::Runtime, nodes: &[Node]) {
-    let all: BTreeSet<i32> = (1..=NODES).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let views: Vec<Option<BTreeSet<i32>>> = nodes.iter().map(|n| live_brokers(rt, n.client)).collect();
-        if views.iter().all(|v| v.as_ref() == Some(&all)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "brokers not all registered within 30 s: {views:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// What `count` InitProducerId requests against one broker answered.
 #[derive(Debug)]
@@ -308,31 +170,19 @@ fn create_rf3_topic(bootstrap: &str, topic: &str, partitions: i32) {
 #[test]
 fn brokers_hand_out_disjoint_producer_ids_across_restarts() {
     let started = Instant::now();
-    let ports = free_ports(2 * NODES as usize);
-    let voters = (0..NODES)
-        .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[(NODES + i) as usize]))
-        .collect::<Vec<_>>()
-        .join(",");
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Node> = (0..NODES)
-        .map(|i| Node {
-            id: i + 1,
-            client: SocketAddr::from(([127, 0, 0, 1], ports[i as usize])),
-            voters: voters.clone(),
-            data_dir: dir.path().join(format!("node-{}", i + 1)),
-            logs: dir.path().to_path_buf(),
-            starts: 0,
-            child: None,
-        })
+    // Each node takes its controller listener from its `--voters` entry.
+    let mut nodes: Vec<ClusterNode> = local_nodes("node", NODES, dir.path())
+        .into_iter()
+        .map(ClusterNode::without_controller_listen)
         .collect();
-    for node in &mut nodes {
-        node.spawn();
-    }
+    spawn_all(&mut nodes);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    wait_all_registered(&rt, &nodes);
+    let views = MetadataReader::new(REQUEST_TIMEOUT);
+    views.wait_registered(&nodes);
     println!("cluster of {NODES} up in {:?}", started.elapsed());
     let mut ledger = Ledger::default();
 
@@ -383,7 +233,7 @@ fn brokers_hand_out_disjoint_producer_ids_across_restarts() {
     // kill -9 and restart one broker: it gets a new block, never its old one again.
     nodes[1].kill9();
     nodes[1].spawn();
-    wait_all_registered(&rt, &nodes);
+    views.wait_registered(&nodes);
     let run = init_producer_ids(&rt, nodes[1].client, 50);
     ledger.record("broker 2 (start 2)", &run.ids);
     assert!(blocks(&run.ids).is_disjoint(&first_blocks[&2]));
@@ -398,10 +248,8 @@ fn brokers_hand_out_disjoint_producer_ids_across_restarts() {
     for node in &mut nodes {
         node.kill9();
     }
-    for node in &mut nodes {
-        node.spawn();
-    }
-    wait_all_registered(&rt, &nodes);
+    spawn_all(&mut nodes);
+    views.wait_registered(&nodes);
     for node in &nodes {
         let run = init_producer_ids(&rt, node.client, 50);
         ledger.record(&format!("broker {} (after cluster restart)", node.id), &run.ids);
@@ -418,11 +266,7 @@ fn brokers_hand_out_disjoint_producer_ids_across_restarts() {
     // An idempotent librdkafka producer gets its id from the cluster and delivers.
     let topic = "cluster-producer-ids";
     let partitions = 3;
-    let bootstrap = nodes
-        .iter()
-        .map(|n| n.client.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = common::cluster::bootstrap(&nodes.iter().collect::<Vec<_>>());
     create_rf3_topic(&bootstrap, topic, partitions);
     let producer: FutureProducer = client_config(&bootstrap)
         .set("enable.idempotence", "true")

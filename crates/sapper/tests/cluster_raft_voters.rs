@@ -14,12 +14,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sapper_wire::client::Client;
@@ -34,70 +29,13 @@ use sapper_wire::kafka_protocol::messages::{
 use sapper_wire::kafka_protocol::protocol::{Request, StrBytes};
 
 use common::block_on;
-use common::cluster::{free_ports, TestCluster};
+use common::cluster::{free_ports, ClusterNode, TestCluster};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 const QUORUM_BOUND: Duration = Duration::from_secs(20);
 const INCONSISTENT_CLUSTER_ID: i16 = 104;
 const DUPLICATE_VOTER: i16 = 126;
 const VOTER_NOT_FOUND: i16 = 127;
-
-/// The controller-only node, killed on drop.
-struct ControllerOnly {
-    child: Child,
-}
-
-impl ControllerOnly {
-    fn start(id: i32, voters: &str, controller: SocketAddr, dir: &Path) -> Self {
-        let stderr = File::create(dir.join(format!("node{id}.stderr"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sapper"));
-        cmd.arg("broker")
-            .args(["--node-id", &id.to_string()])
-            .args(["--roles", "controller"])
-            .args(["--voters", voters])
-            .args(["--controller-listen", &controller.to_string()])
-            .arg("--data-dir")
-            .arg(dir.join(format!("node-{id}")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .env("NO_COLOR", "1")
-            .env("SAPPER_LOG", "info,openraft=warn");
-        for (key, _) in std::env::vars_os() {
-            if key
-                .to_str()
-                .is_some_and(|k| k.starts_with("SAPPER_") && k != "SAPPER_LOG")
-            {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("sapper: controller listening on ") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let node = Self { child };
-        assert!(
-            rx.recv_timeout(START_TIMEOUT).is_ok(),
-            "the controller-only node {id} did not start"
-        );
-        node
-    }
-}
-
-impl Drop for ControllerOnly {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn send<R: Request>(addr: SocketAddr, request: &R, version: i16) -> R::Response {
     block_on(async {
@@ -199,7 +137,8 @@ fn a_controller_joins_the_voters_and_an_old_voter_leaves() {
         .tempdir()
         .unwrap();
     let controller4 = SocketAddr::from(([127, 0, 0, 1], free_ports(1)[0]));
-    let _node4 = ControllerOnly::start(4, &voters_flag, controller4, dir.path());
+    let mut node4 = ClusterNode::controller_only("node4", 4, controller4, &voters_flag, dir.path());
+    node4.spawn();
     let (b1, b2) = (cluster.node(1).client, cluster.node(2).client);
     assert_eq!(voters(b1), BTreeSet::from([1, 2, 3]));
 

@@ -19,6 +19,7 @@
 //! namespaces, links and routes are removed by a guard on drop (also on panic), and stale ones
 //! of dead runs (same prefix, pid no longer alive) are removed at start.
 
+mod common;
 mod fault_support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,8 +29,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fault_support::{
-    bootstrap, check_no_acked_loss, client_config, consume_all, create_topic, try_wait_for_views,
-    wait_for_views, Acked, Node, PacedProducer,
+    bootstrap, check_no_acked_loss, client_config, consume_all, create_topic, spawn_all, try_wait_for_views,
+    wait_registered, Acked, Node, PacedProducer,
 };
 use sapper_log::batch::testing::simple_batch;
 use sapper_log::batch::BatchIter;
@@ -400,21 +401,13 @@ fn isolate_a_leader(controller: bool) {
                 net.addr(i, CONTROLLER_PORT),
                 &voters,
                 dir.path(),
-                Some(net.namespaces[i - 1].clone()),
             )
+            .wrapped_in(&["ip", "netns", "exec", &net.namespaces[i - 1]])
         })
         .collect();
-    for node in &mut nodes {
-        node.spawn();
-    }
+    spawn_all(&mut nodes);
+    wait_registered(&nodes);
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_for_views(
-        &refs,
-        "none",
-        Duration::from_secs(30),
-        "3 brokers registered",
-        |v| v.brokers.iter().copied().eq(1..=3),
-    );
     let topic = format!("netsplit-{}", std::process::id());
     let created = create_topic(&refs, &topic, PARTITIONS, 3, &[("min.insync.replicas", "2")]);
     let active = created.controller;
@@ -436,7 +429,7 @@ fn isolate_a_leader(controller: bool) {
     std::thread::sleep(Duration::from_secs(1));
     println!("{} records acknowledged before the cut", acked_before.len());
 
-    let controller_before = fault_support::metadata(nodes[1].client, "none").map(|v| v.controller);
+    let controller_before = fault_support::metadata(&nodes[1], "none").map(|v| v.controller);
     // Cut the node off from its peers (not from the test's clients).
     net.isolate(index + 1, 3);
     let cut_at = Instant::now();
@@ -514,7 +507,7 @@ fn isolate_a_leader(controller: bool) {
         "majority side: {} acks=all records acknowledged, {} failed (by partition {failed_by_partition:?}); now {}",
         acked_during.len(),
         failed_during.len(),
-        fault_support::metadata(majority[0].client, &topic).map_or("no answer".into(), |v| summary(&v))
+        fault_support::metadata(majority[0], &topic).map_or("no answer".into(), |v| summary(&v))
     );
 
     // Heal: the isolated node learns the new epochs, truncates its divergent records, catches up and

@@ -6,8 +6,8 @@
 //! `min.insync.replicas=2`.
 //!
 //! - `kill9_of_a_leader_loses_no_acknowledged_record`: kill -9 of a broker that leads
-//!   partitions; producing to the partitions it led must succeed again within about 2 s
-//!   (bound 3 s, the exact figure is printed); after a restart it must be back in every ISR;
+//!   partitions; producing to the partitions it led must succeed again within 2 s (the exact
+//!   figure is printed); after a restart it must be back in every ISR;
 //!   then everything is read back and checked.
 //! - `twenty_rounds_of_crashes_and_pauses_lose_no_acknowledged_record`: 20 rounds with seeded
 //!   random victims (`SAPPER_TEST_SEED` replays a run), every fifth one the active controller;
@@ -47,8 +47,10 @@ const PARTITIONS: i32 = 12;
 const RATE_PER_SEC: u64 = 3_000;
 /// Hard cap on records per test.
 const MAX_RECORDS: u64 = 600_000;
-/// The failover aim is 2 s; the assertion leaves 1 s of slack for a loaded 2-core machine.
-const PRODUCE_RECOVERY_BOUND: Duration = Duration::from_secs(3);
+/// The acceptance bound (issue 5): producers succeed again within 2 s of the kill. Typical
+/// here: 1.00-1.02 s (the new leaders are in Metadata after ~0.3 s; librdkafka looks again
+/// at its 1 s refresh).
+const PRODUCE_RECOVERY_BOUND: Duration = Duration::from_secs(2);
 /// How long a restarted or resumed broker may take to be back in every ISR.
 const BACK_IN_SYNC_BOUND: Duration = Duration::from_secs(15);
 /// How long every partition may take to acknowledge a new record once the cluster is in sync.
@@ -662,7 +664,7 @@ fn kill9_of_a_leader_loses_no_acknowledged_record() {
     match slowest {
         Some(took) if took <= PRODUCE_RECOVERY_BOUND => {
             println!(
-                "PRODUCE RECOVERY: {:.3} s (aim 2 s, bound {PRODUCE_RECOVERY_BOUND:?})",
+                "PRODUCE RECOVERY: {:.3} s (bound {PRODUCE_RECOVERY_BOUND:?})",
                 took.as_secs_f64()
             );
         }
@@ -718,8 +720,8 @@ impl Rng {
     }
 }
 
+/// About 90 s on a 2-core machine.
 #[test]
-#[ignore = "about 4 minutes; and a known gap (issue 5): the rdkafka group consumer stops reading after some coordinator failovers (the final full read finds every acknowledged record). Run with --ignored"]
 fn twenty_rounds_of_crashes_and_pauses_lose_no_acknowledged_record() {
     const ROUNDS: u32 = 20;
     const PAUSE: Duration = Duration::from_secs(3);

@@ -3,16 +3,17 @@
 //! `min.insync.replicas=2`, an idempotent acks=all rdkafka producer at a bounded rate; SIGTERM
 //! to the broker leading the most partitions. The application sees no failed delivery (only
 //! retriable errors, which librdkafka retries), no record waits more than 1 s from send to
-//! delivery report, every acknowledged record is read back at its offset, and the broker,
-//! restarted, rejoins (listed again, back in every ISR).
+//! delivery report (once the producer has its producer id), every acknowledged record is read
+//! back at its offset, and the broker, restarted, rejoins (listed again, back in every ISR).
 
+mod common;
 mod fault_support;
 
 use std::time::{Duration, Instant};
 
 use fault_support::{
     bootstrap, check_no_acked_loss, client_config, consume_all, create_topic, local_nodes, quantile,
-    wait_for_views, Node, PacedProducer,
+    spawn_all, wait_for_views, wait_registered, Node, PacedProducer,
 };
 
 const PARTITIONS: i32 = 12;
@@ -30,7 +31,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 #[test]
-#[ignore = "known gap (issue 5): acks=all produces to the partitions a SIGTERMed leader hands over wait ~2 s (aim: 1 s); nothing is lost. Run with --ignored"]
 fn sigterm_of_a_leader_under_acks_all_load_loses_nothing_and_stalls_no_produce() {
     let _serial = serial();
     shutdown_under_load(false);
@@ -39,7 +39,6 @@ fn sigterm_of_a_leader_under_acks_all_load_loses_nothing_and_stalls_no_produce()
 /// The same with the broker that is also the active controller (the Raft leader of the
 /// metadata quorum): the controlled shutdown is followed by a controller election.
 #[test]
-#[ignore = "known gap (issue 5): acks=all produces to the partitions a SIGTERMed leader hands over wait ~2 s (aim: 1 s); nothing is lost. Run with --ignored"]
 fn sigterm_of_the_active_controller_under_acks_all_load_loses_nothing_and_stalls_no_produce() {
     let _serial = serial();
     shutdown_under_load(true);
@@ -51,18 +50,10 @@ fn shutdown_under_load(controller: bool) {
     let started = Instant::now();
     let dir = fault_support::test_dir();
     let mut nodes: Vec<Node> = local_nodes("node", 3, dir.path());
-    for node in &mut nodes {
-        node.spawn();
-    }
+    spawn_all(&mut nodes);
+    wait_registered(&nodes);
     let all: Vec<i32> = vec![1, 2, 3];
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_for_views(
-        &refs,
-        "none",
-        Duration::from_secs(30),
-        "3 brokers registered",
-        |v| v.brokers.iter().copied().eq(all.iter().copied()),
-    );
     let topic = format!("shutdown-{}", std::process::id());
     let created = create_topic(&refs, &topic, PARTITIONS, 3, &[("min.insync.replicas", "2")]);
     // Leaders are balanced (4 partitions each): among the brokers leading the most, take the
@@ -121,29 +112,46 @@ fn shutdown_under_load(controller: bool) {
     let acked = ledger.acked.lock().unwrap().clone();
     let failed = ledger.failed.lock().unwrap().clone();
     let client_errors = ledger.client_errors.lock().unwrap().clone();
-    let mut latencies: Vec<Duration> = acked.iter().map(|a| a.latency).collect();
+    // The producer's start is not part of the shutdown: librdkafka's idempotent producer holds
+    // the first records until it has a producer id, retrying every 500 ms while none of its
+    // broker connections is up yet (state WaitTransport), 0.5-1 s here. Latencies count the
+    // records sent once the first one was acknowledged (the 3 s of steady state cover it).
+    let ready_at = acked.iter().map(|a| a.sent_at + a.latency).min();
+    let (startup, measured): (Vec<&fault_support::Acked>, Vec<&fault_support::Acked>) =
+        acked.iter().partition(|a| ready_at.is_none_or(|r| a.sent_at < r));
+    let startup_max = startup.iter().map(|a| a.latency).max().unwrap_or_default();
+    let mut latencies: Vec<Duration> = measured.iter().map(|a| a.latency).collect();
     let (p50, p99, max) = (
         quantile(&mut latencies, 0.5),
         quantile(&mut latencies, 0.99),
         quantile(&mut latencies, 1.0),
     );
     println!(
-        "sent {sent}, acknowledged {}, failed {}; latency p50 {p50:?} p99 {p99:?} max {max:?}",
+        "sent {sent}, acknowledged {}, failed {}; latency p50 {p50:?} p99 {p99:?} max {max:?} ({} records sent before the producer was ready waited up to {startup_max:?})",
         acked.len(),
-        failed.len()
+        failed.len(),
+        startup.len()
     );
     println!(
         "client-level errors/warnings ({}): {:#?}",
         client_errors.len(),
         client_errors.iter().take(15).collect::<Vec<_>>()
     );
-    let slow: Vec<&fault_support::Acked> = acked.iter().filter(|a| a.latency > MAX_PRODUCE_LATENCY).collect();
-    if !slow.is_empty() {
-        // Where and when the stalls were: per partition, the slow records' send times relative
-        // to the SIGTERM and their worst latency.
+    let slow: Vec<&fault_support::Acked> = measured
+        .iter()
+        .copied()
+        .filter(|a| a.latency > MAX_PRODUCE_LATENCY)
+        .collect();
+    // Where and when the stalls were (records over half the bound, to see a margin shrink):
+    // per partition, their send times relative to the SIGTERM and their worst latency.
+    let stalled: Vec<&&fault_support::Acked> = measured
+        .iter()
+        .filter(|a| a.latency > MAX_PRODUCE_LATENCY / 2)
+        .collect();
+    if !stalled.is_empty() {
         let mut by_partition: std::collections::BTreeMap<i32, (usize, f64, f64, Duration)> =
             std::collections::BTreeMap::new();
-        for a in &slow {
+        for a in &stalled {
             let at = if a.sent_at >= term_at {
                 (a.sent_at - term_at).as_secs_f64()
             } else {
@@ -159,8 +167,9 @@ fn shutdown_under_load(controller: bool) {
         }
         for (p, (n, first, last, worst)) in &by_partition {
             println!(
-                "  partition {p} (led by {} before): {n} records > 1 s, sent {first:+.2}s..{last:+.2}s after SIGTERM, worst {worst:?}",
-                created.partitions[p].leader
+                "  partition {p} (led by {} before): {n} records > {:?}, sent {first:+.2}s..{last:+.2}s after SIGTERM, worst {worst:?}",
+                created.partitions[p].leader,
+                MAX_PRODUCE_LATENCY / 2
             );
         }
     }
@@ -245,17 +254,9 @@ fn a_whole_cluster_restart_keeps_every_acknowledged_record() {
     let started = Instant::now();
     let dir = fault_support::test_dir();
     let mut nodes: Vec<Node> = local_nodes("node", 3, dir.path());
-    for node in &mut nodes {
-        node.spawn();
-    }
+    spawn_all(&mut nodes);
+    wait_registered(&nodes);
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_for_views(
-        &refs,
-        "none",
-        Duration::from_secs(30),
-        "3 brokers registered",
-        |v| v.brokers.iter().copied().eq(1..=3),
-    );
     let topic = format!("restart-{}", std::process::id());
     create_topic(&refs, &topic, 3, 3, &[("min.insync.replicas", "2")]);
     let mut config = client_config(&bootstrap(&refs));

@@ -5,13 +5,14 @@
 //! A is down, and A recovers after the two nodes restart (its topic keeps every acknowledged
 //! record and takes acks=all writes again).
 
+mod common;
 mod fault_support;
 
 use std::time::{Duration, Instant};
 
 use fault_support::{
-    bootstrap, check_no_acked_loss, client_config, consume_all, create_topic, local_nodes, wait_for_views,
-    Acked, Node, PacedProducer,
+    bootstrap, check_no_acked_loss, client_config, consume_all, create_topic, local_nodes, spawn_all,
+    wait_for_views, wait_registered, Acked, Node, PacedProducer,
 };
 
 const PARTITIONS: i32 = 3;
@@ -70,14 +71,13 @@ fn a_cluster_without_quorum_does_not_disturb_another_cluster_on_the_same_machine
     let dir = fault_support::test_dir();
     let mut a: Vec<Node> = local_nodes("A", 3, dir.path());
     let mut b: Vec<Node> = local_nodes("B", 3, dir.path());
-    for node in a.iter_mut().chain(b.iter_mut()) {
-        node.spawn();
-    }
+    spawn_all(&mut a);
+    spawn_all(&mut b);
+    let a_view = wait_registered(&a);
+    let b_view = wait_registered(&b);
     let three = |v: &fault_support::View| v.brokers.iter().copied().eq(1..=3);
     let a_refs: Vec<&Node> = a.iter().collect();
     let b_refs: Vec<&Node> = b.iter().collect();
-    let a_view = wait_for_views(&a_refs, "none", Duration::from_secs(30), "A up", three);
-    let b_view = wait_for_views(&b_refs, "none", Duration::from_secs(30), "B up", three);
     assert_ne!(
         a_view.cluster_id, b_view.cluster_id,
         "two clusters, two cluster ids"
@@ -166,5 +166,5 @@ fn a_cluster_without_quorum_does_not_disturb_another_cluster_on_the_same_machine
 }
 
 fn metadata_brokers(node: &Node) -> Option<Vec<i32>> {
-    fault_support::metadata(node.client, "none").map(|v| v.brokers.into_iter().collect())
+    fault_support::metadata(node, "none").map(|v| v.brokers.into_iter().collect())
 }

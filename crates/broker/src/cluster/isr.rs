@@ -6,12 +6,14 @@
 //! may propose adding it back, [`expire_lagging_replicas`] proposes removing the ones lagging
 //! longer than `replica.lag.time.max.ms`. One change per partition is in flight at a time;
 //! the controller fences it by leader and partition epoch, and the partition adopts the ISR
-//! the controller answers with. A refused or unanswered change is forgotten after
-//! [`RETRY_AFTER`], so the next fetch or check may propose again without a request storm.
+//! the controller answers with. A change the controller refused stops counting for the high
+//! watermark at once; a refused or unanswered one is forgotten after [`RETRY_AFTER`], so the
+//! next fetch or check may propose again without a request storm.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use sapper_meta::lifecycle::ClientError;
 use uuid::Uuid;
 
 use super::ClusterNode;
@@ -44,8 +46,12 @@ pub(super) fn propose(node: Arc<ClusterNode>, topic_id: Uuid, partition: Arc<Par
                     change.isr.clone(),
                 )
                 .await
-                .map_err(|e| e.to_string()),
-            None => Err("not registered".to_string()),
+                .map_err(|e| {
+                    // Only an answer from the controller says the change was not made.
+                    let refused = matches!(e, ClientError::Controller(_));
+                    (e.to_string(), refused)
+                }),
+            None => Err(("not registered".to_string(), true)),
         };
         match result {
             Ok(record) => {
@@ -53,9 +59,16 @@ pub(super) fn propose(node: Arc<ClusterNode>, topic_id: Uuid, partition: Arc<Par
                     partition_epoch = record.partition_epoch, "ISR changed");
                 partition.isr_change_committed(leader_epoch, record.isr, record.partition_epoch, now_ms());
             }
-            Err(error) => {
+            Err((error, refused)) => {
                 tracing::debug!(partition = partition.index, %topic_id, isr = ?change.isr, %error,
-                    "ISR change refused; may propose again");
+                    refused, "ISR change not made; may propose again");
+                // A refused member stops counting for the high watermark now (e.g. a broker in
+                // controlled shutdown: it stops fetching when it exits); the next proposal
+                // waits. An unanswered change may have been made: it keeps counting until
+                // the retry delay is over, as before.
+                if refused {
+                    partition.isr_change_refused(leader_epoch);
+                }
                 tokio::time::sleep(RETRY_AFTER).await;
                 partition.isr_change_failed(leader_epoch);
             }

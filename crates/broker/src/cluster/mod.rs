@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionRole};
 use crate::replica::leader_state::IsrChange;
 use crate::topic_config::TopicOverrides;
 use crate::topics::Topic;
@@ -134,6 +134,15 @@ impl ClusterView {
         }
     }
 
+    /// The brokers a Metadata answer lists: [`Self::brokers`], plus, in a cluster, brokers
+    /// fenced in the last few seconds (see `ClusterNode::metadata_brokers`).
+    pub fn metadata_brokers(&self, broker: &Broker) -> Vec<BrokerEndpoint> {
+        match self {
+            Self::Single => vec![single::me(broker)],
+            Self::Cluster(node) => node.metadata_brokers(),
+        }
+    }
+
     pub fn topic(&self, broker: &Broker, name: &str) -> Option<TopicView> {
         match self {
             Self::Single => broker.topics.get(name).map(|t| single::describe(broker, &t)),
@@ -199,19 +208,40 @@ impl ClusterView {
             .ok_or(ResponseError::NotLeaderOrFollower.code())
     }
 
-    /// The current leader and leader epoch of a partition, if known.
+    /// The current leader and leader epoch of a partition, if known (for NOT_LEADER answers
+    /// that name the leader: Fetch v12+, Produce v10+). In a cluster, the local replica's role
+    /// when it is newer than the applied image: [`sync`] sets roles from a new image before
+    /// publishing it, and a request refused because leadership just moved away should name
+    /// the new leader, not this broker.
     pub fn leader_of(&self, broker: &Broker, topic: &str, partition: i32) -> Option<(i32, i32)> {
         match self {
             Self::Single => Some((broker.node_id(), 0)),
-            Self::Cluster(node) => node.leader_of(topic, partition),
+            Self::Cluster(node) => {
+                let applied = node.leader_of(topic, partition);
+                let local = broker
+                    .topics
+                    .get(topic)
+                    .and_then(|t| t.partition(partition).map(|p| p.role()))
+                    .map(|role| match role {
+                        PartitionRole::Leader { epoch } => (node.node_id(), epoch),
+                        PartitionRole::Follower { leader, epoch } => (leader, epoch),
+                    });
+                match (applied, local) {
+                    (Some(a), Some(l)) if l.1 > a.1 => Some(l),
+                    (a, l) => a.or(l),
+                }
+            }
         }
     }
 
-    /// Whether broker `replica` may join an ISR now (registered and not fenced).
+    /// Whether broker `replica` may join an ISR now (registered and not fenced), in the
+    /// applied image and in the newest one received: while [`sync`] applies an image that
+    /// fences a broker (controlled shutdown takes it out of every ISR in the same batch), the
+    /// leader must not propose it back, or acks=all waits on it until the controller refuses.
     pub fn eligible_for_isr(&self, replica: i32) -> bool {
         match self {
             Self::Single => false,
-            Self::Cluster(node) => node.image().is_live(replica),
+            Self::Cluster(node) => node.image().is_live(replica) && node.live_in_received(replica),
         }
     }
 
@@ -300,6 +330,18 @@ impl ClusterView {
     pub fn attach_controller(&self, controller: &ControllerNode) {
         if let Self::Cluster(node) = self {
             node.attach_quorum(controller.quorum().clone());
+        }
+    }
+
+    /// Returns when this broker may serve clients: at once on a single node; in a cluster once
+    /// it has applied the metadata up to its own registration. Before that its image may be
+    /// empty or a prefix (a restarted broker): Metadata would call existing topics unknown
+    /// (clients then drop what they know of them, or try to auto-create them) and requests
+    /// would be refused with errors that send clients in circles. Kafka's brokers likewise
+    /// start processing requests only after their initial metadata catch-up.
+    pub async fn ready_to_serve(&self) {
+        if let Self::Cluster(node) = self {
+            node.wait_caught_up().await;
         }
     }
 

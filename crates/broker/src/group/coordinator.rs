@@ -266,7 +266,10 @@ impl GroupCoordinator {
     }
 
     /// OffsetCommit after the handler validated topics and metadata: checks membership, then
-    /// writes the commits (and their history) before updating memory.
+    /// writes the commits (and their history) and updates memory. `Ok(Some(stored))`: the
+    /// caller answers only once the ISR has the commit (see [`store::Stored`]); memory is
+    /// updated at once, which is what this log will hold for as long as this broker leads the
+    /// partition (another leader replays its own log).
     pub fn commit(
         &self,
         topics: &TopicRegistry,
@@ -275,7 +278,7 @@ impl GroupCoordinator {
         instance: Option<&str>,
         generation: i32,
         entries: &[CommitEntry],
-    ) -> Result<(), i16> {
+    ) -> Result<Option<store::Stored>, i16> {
         let mut inner = self.inner.lock();
         let now = now_ms();
         if !inner.coordinates(group_id) {
@@ -288,7 +291,7 @@ impl GroupCoordinator {
                 return Err(E::IllegalGeneration.code());
             }
             if entries.is_empty() {
-                return Ok(()); // nothing to store: no group is created
+                return Ok(None); // nothing to store: no group is created
             }
         }
         let group = inner
@@ -300,7 +303,7 @@ impl GroupCoordinator {
             return Err(code);
         }
         if entries.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let offsets: Vec<(Bytes, Option<Bytes>)> = entries
             .iter()
@@ -311,10 +314,13 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        if let Err(e) = store::append(topics, OFFSETS_TOPIC, group_id, &offsets, now) {
-            tracing::warn!(group = group_id, error = %e, "offset commit not stored");
-            return Err(E::CoordinatorNotAvailable.code());
-        }
+        let stored = match store::append(topics, OFFSETS_TOPIC, group_id, &offsets, now) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "offset commit not stored");
+                return Err(E::CoordinatorNotAvailable.code());
+            }
+        };
         for e in entries {
             group.offsets.put(&e.topic, e.partition, e.committed.clone());
         }
@@ -342,7 +348,7 @@ impl GroupCoordinator {
             // The commit itself is durable; only its history entry is missing.
             tracing::warn!(group = group_id, error = %e, "offset history not stored");
         }
-        Ok(())
+        Ok(stored)
     }
 
     /// Committed offsets of `group_id`: for `requested` (topic, partitions) or, when `None`,

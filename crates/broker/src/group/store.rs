@@ -8,12 +8,13 @@
 //! warning rather than stopping the broker.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use sapper_log::batch::{BatchIter, Compression};
 use sapper_log::keyed_batch::{self, KeyedRecord};
-use sapper_log::AppendOptions;
+use sapper_log::{AppendOptions, AppendOutcome};
 
 use super::records::{self, RecordKey};
 use super::state::Group;
@@ -98,21 +99,37 @@ pub fn internal_topic_configs(topic: &str, history_retention_ms: i64) -> BTreeMa
     pairs.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect()
 }
 
+/// Where an [`append`] put its batch: what a wait for the ISR (the
+/// [`crate::replica::purgatory`]) needs, as for an acks=all produce.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub partition: Arc<Partition>,
+    /// The epoch the batch was stamped with; the wait ends NOT_LEADER once it changes.
+    pub leader_epoch: i32,
+    /// The offset the high watermark must reach (the batch's last offset + 1).
+    pub required_offset: i64,
+    /// The topic's `min.insync.replicas`.
+    pub min_insync_replicas: usize,
+}
+
 /// Appends `entries` (key, value or tombstone) to `topic`'s partition for `group` as one
 /// record batch, so a request's records (all partitions of one OffsetCommit) are stored whole
-/// or not at all.
+/// or not at all. `None` when there was nothing to store.
 pub fn append(
     topics: &TopicRegistry,
     topic: &str,
     group: &str,
     entries: &[(Bytes, Option<Bytes>)],
     now_ms: i64,
-) -> Result<(), String> {
+) -> Result<Option<Stored>, String> {
     if entries.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let partition = topics
-        .get(topic)
+    let internal = topics.get(topic);
+    let min_insync_replicas = internal
+        .as_ref()
+        .map_or(1, |t| usize::try_from(t.config.min_insync_replicas).unwrap_or(1));
+    let partition = internal
         .and_then(|t| t.partition(partition_for(group)).cloned())
         .ok_or_else(|| format!("internal topic {topic} has no local partition for group {group}"))?;
     // Only the leader writes (in a cluster the partition may be led elsewhere).
@@ -137,10 +154,18 @@ pub fn append(
         now_ms,
         log_append_time: false,
     };
-    partition
-        .append(&mut batch, &options)
-        .map(|_| ())
-        .map_err(|e| format!("appending to {topic}: {e}"))
+    let last_offset = match partition.append(&mut batch, &options) {
+        Ok(AppendOutcome::Appended(info)) => info.last_offset,
+        // Never for these batches (no producer id), but a duplicate is stored already.
+        Ok(AppendOutcome::Duplicate { last_offset, .. }) => last_offset,
+        Err(e) => return Err(format!("appending to {topic}: {e}")),
+    };
+    Ok(Some(Stored {
+        partition,
+        leader_epoch,
+        required_offset: last_offset + 1,
+        min_insync_replicas,
+    }))
 }
 
 /// Whether this broker leads `topic`'s partition for `group` (always, on a single node).
@@ -385,7 +410,9 @@ mod tests {
         };
         assert!(matches!(
             upgraded.partitions[0].append(&mut keyless, &options),
-            Err(LogError::CorruptBatch(sapper_log::batch::BatchError::MissingKey))
+            Err(crate::partition::AppendError::Log(LogError::CorruptBatch(
+                sapper_log::batch::BatchError::MissingKey
+            )))
         ));
         assert_eq!(
             replay(&topics, 2_000)["g"].offsets.get("t", 0).map(|c| c.offset),

@@ -73,7 +73,7 @@ fn for_version(mut topic: MetadataResponseTopic, version: i16) -> MetadataRespon
 fn base(broker: &Broker, version: i16) -> MetadataResponse {
     let view = &broker.cluster;
     let brokers = view
-        .brokers(broker)
+        .metadata_brokers(broker)
         .into_iter()
         .map(|b| {
             let entry = MetadataResponseBroker::default()

@@ -31,6 +31,8 @@ pub mod produce;
 mod raft_voters;
 pub mod remove_raft_voter;
 pub mod sync_group;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use kafka_protocol::protocol::StrBytes;
 

@@ -13,21 +13,29 @@
 //! NOT_LEADER_OR_FOLLOWER if leadership moves, REQUEST_TIMED_OUT at the request's timeout.
 //! All partitions of a request wait together. A standalone (single-node) partition commits
 //! at the append, so it never waits.
+//!
+//! From v10 on (KIP-951), a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH
+//! names its current leader and epoch (`current_leader`), and the response carries the
+//! endpoints of the leaders it names (`node_endpoints`): a client moves to the new leader at
+//! once instead of waiting for a metadata refresh.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use sapper_log::batch::BatchIter;
 use sapper_log::{AppendOptions, AppendOutcome};
 use tokio::time::Instant;
 
+use super::str_bytes;
 use crate::broker::Broker;
 use crate::clock::now_ms;
-use crate::errors::log_error_code;
+use crate::cluster::BrokerEndpoint;
 use crate::partition::{AckWait, Partition};
 use crate::replica::purgatory::AckOutcome;
 use crate::topic_config::TimestampType;
@@ -103,7 +111,60 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> P
             }
         }
     }
-    ProduceResponse::default().with_responses(responses)
+    let mut response = ProduceResponse::default().with_responses(responses);
+    if version >= 10 {
+        name_current_leaders(
+            &mut response,
+            |topic, partition| broker.cluster.leader_of(broker, topic, partition),
+            || broker.cluster.brokers(broker),
+        );
+    }
+    response
+}
+
+/// KIP-951 (Produce v10+): each partition answered NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH gets the leader and epoch `leader_of` knows, and the response the
+/// endpoints (among `brokers`) of the leaders so named. Partitions without a known leader are
+/// left as they are.
+fn name_current_leaders(
+    response: &mut ProduceResponse,
+    leader_of: impl Fn(&str, i32) -> Option<(i32, i32)>,
+    brokers: impl FnOnce() -> Vec<BrokerEndpoint>,
+) {
+    let moved = [
+        ResponseError::NotLeaderOrFollower.code(),
+        ResponseError::FencedLeaderEpoch.code(),
+    ];
+    let mut named = std::collections::BTreeSet::new();
+    for topic in &mut response.responses {
+        for p in &mut topic.partition_responses {
+            if !moved.contains(&p.error_code) {
+                continue;
+            }
+            let Some((leader, epoch)) = leader_of(topic.name.0.as_str(), p.index).filter(|(l, _)| *l >= 0)
+            else {
+                continue;
+            };
+            p.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(epoch);
+            named.insert(leader);
+        }
+    }
+    if named.is_empty() {
+        return;
+    }
+    response.node_endpoints = brokers()
+        .into_iter()
+        .filter(|b| named.contains(&b.id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
 }
 
 /// One partition's append as its leader.
@@ -192,7 +253,7 @@ impl Append<'_> {
             ),
             Err(e) => {
                 tracing::debug!(topic = %self.topic.name, partition = data.index, error = %e, "produce rejected");
-                return (partition_error(data.index, log_error_code(&e)), None);
+                return (partition_error(data.index, e.code()), None);
             }
         };
         if self.acks != -1 {
@@ -236,3 +297,6 @@ pub fn error_response(request: &ProduceRequest, code: i16) -> ProduceResponse {
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -169,15 +169,30 @@ impl Partition {
         self.wake();
     }
 
-    /// The controller refused (or did not answer) an ISR change made under `leader_epoch`.
+    /// The controller refused (or did not answer) an ISR change made under `leader_epoch`:
+    /// its ISR stops counting for the high watermark now (acks=all waits may complete), but
+    /// the next change waits for [`Self::isr_change_failed`].
+    pub fn isr_change_refused(&self, leader_epoch: i32) {
+        self.end_isr_change(leader_epoch, LeaderState::isr_change_refused);
+    }
+
+    /// An ISR change made under `leader_epoch` is over without committing: the next fetch or
+    /// timer tick may propose again.
     pub fn isr_change_failed(&self, leader_epoch: i32) {
-        if let Some(state) = self
-            .leader
-            .lock()
-            .as_mut()
-            .filter(|s| s.leader_epoch() == leader_epoch)
-        {
-            state.isr_change_failed();
+        self.end_isr_change(leader_epoch, LeaderState::isr_change_failed);
+    }
+
+    fn end_isr_change(&self, leader_epoch: i32, end: impl FnOnce(&mut LeaderState, i64, i64) -> Option<i64>) {
+        let mut leader = self.leader.lock();
+        let Some(state) = leader.as_mut().filter(|s| s.leader_epoch() == leader_epoch) else {
+            return;
+        };
+        let log_end_offset = self.log.read().log_end_offset();
+        let hw = end(state, log_end_offset, crate::clock::now_ms());
+        drop(leader);
+        if let Some(hw) = hw {
+            self.log.read().set_high_watermark(hw);
+            self.wake();
         }
     }
 

@@ -74,6 +74,26 @@ pub struct Partition {
     standalone: bool,
 }
 
+/// Why a leader append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// This broker no longer leads the partition at the epoch the append was stamped with.
+    #[error("not the leader at epoch {epoch} any more")]
+    NotLeader { epoch: i32 },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl AppendError {
+    /// The Kafka error code for a produce response.
+    pub fn code(&self) -> i16 {
+        match self {
+            Self::NotLeader { .. } => kafka_protocol::error::ResponseError::NotLeaderOrFollower.code(),
+            Self::Log(e) => crate::errors::log_error_code(e),
+        }
+    }
+}
+
 /// Offsets a response reports for a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionOffsets {
@@ -133,7 +153,27 @@ impl Partition {
     /// Appends a produce request's (or the group coordinator's) batches as the leader, moves
     /// the high watermark if that alone commits them (a standalone broker, or a leader alone
     /// in its ISR) and wakes what waits on this partition.
-    pub fn append(&self, batches: &mut [u8], opts: &AppendOptions) -> Result<AppendOutcome, LogError> {
+    ///
+    /// In a cluster the role is checked, and held, across the append: a request that found this
+    /// broker leading `opts.leader_epoch` may reach here after [`Self::make_follower`]; its
+    /// batch must not land in what is now a follower's log, after the fetcher's truncation,
+    /// where it would stay as a record the leader never had.
+    pub fn append(&self, batches: &mut [u8], opts: &AppendOptions) -> Result<AppendOutcome, AppendError> {
+        let role = if self.standalone {
+            None
+        } else {
+            let role = self.role.lock();
+            if *role
+                != (PartitionRole::Leader {
+                    epoch: opts.leader_epoch,
+                })
+            {
+                return Err(AppendError::NotLeader {
+                    epoch: opts.leader_epoch,
+                });
+            }
+            Some(role)
+        };
         let mut log = self.log.write();
         let outcome = log.append(batches, opts)?;
         let end = log.log_end_offset();
@@ -144,6 +184,7 @@ impl Partition {
         if !self.standalone {
             self.leader_appended(end);
         }
+        drop(role);
         self.wake();
         Ok(outcome)
     }
@@ -315,5 +356,45 @@ mod tests {
         partition.assign_leader_epoch(2).unwrap();
         assert_eq!(sink.latest_epoch(), Some(2));
         assert_eq!(sink.end_offset_for_epoch(1).end_offset, 3);
+    }
+
+    #[test]
+    fn a_leader_append_is_refused_once_the_partition_follows_or_the_epoch_moved() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let mut scratch = Log::open(scratch_dir.path(), LogConfig::default(), 0).unwrap();
+        write(&mut scratch, 0, 1, "a");
+        let dir = tempfile::tempdir().unwrap();
+        let partition =
+            Partition::open(0, dir.path(), LogConfig::default(), 0, PartitionRole::UNKNOWN).unwrap();
+        let options = |epoch| AppendOptions {
+            leader_epoch: epoch,
+            now_ms: 1_000,
+            log_append_time: false,
+        };
+        let refused = partition.append(&mut everything(&scratch).to_vec(), &options(3));
+        assert!(
+            matches!(refused, Err(AppendError::NotLeader { epoch: 3 })),
+            "{refused:?}"
+        );
+        partition.set_role(PartitionRole::Leader { epoch: 3 });
+        partition
+            .append(&mut everything(&scratch).to_vec(), &options(3))
+            .unwrap();
+        let stale = partition.append(&mut everything(&scratch).to_vec(), &options(2));
+        assert!(
+            matches!(stale, Err(AppendError::NotLeader { epoch: 2 })),
+            "{stale:?}"
+        );
+        partition.make_follower(2, 4);
+        let refused = partition.append(&mut everything(&scratch).to_vec(), &options(3));
+        assert_eq!(
+            refused.unwrap_err().code(),
+            kafka_protocol::error::ResponseError::NotLeaderOrFollower.code()
+        );
+        assert_eq!(
+            partition.offsets().log_end_offset,
+            scratch.log_end_offset(),
+            "only the leader's append landed"
+        );
     }
 }

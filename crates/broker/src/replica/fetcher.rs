@@ -19,7 +19,10 @@
 //! Other partition errors (NOT_LEADER_OR_FOLLOWER, UNKNOWN_LEADER_EPOCH, ... : the leader has
 //! not applied the same metadata yet) delay only that partition by `error_backoff` and retry,
 //! as Kafka does: waiting for a metadata change instead could wait forever, since the
-//! metadata that made us follow may already be the newest. Connection failures drop the
+//! metadata that made us follow may already be the newest. While a partition is delayed, the
+//! rounds of the others long-poll only until its retry is due: after a leadership change the
+//! leader's acks=all produces may wait on exactly that partition, and while they wait the
+//! producer sends nothing new that would end the poll early. Connection failures drop the
 //! connection and retry with a doubling backoff.
 //!
 //! A partition added while a Fetch long-polls the leader (up to `max_wait`, 500 ms) must not
@@ -426,9 +429,14 @@ impl Task {
                 },
             };
             let round = if work.truncating.is_empty() {
+                // A delayed partition must not wait out a whole long poll once its backoff ends.
+                let max_wait = work.next_retry.map_or(self.config.max_wait, |at| {
+                    at.saturating_duration_since(Instant::now())
+                        .min(self.config.max_wait)
+                });
                 tokio::select! {
                     biased;
-                    r = self.fetch_round(conn, work.fetching) => Some(r),
+                    r = self.fetch_round(conn, work.fetching, max_wait) => Some(r),
                     () = self.shared.added_since(work.generation) => None,
                 }
             } else {
@@ -532,7 +540,10 @@ impl Task {
             .with_replica_id(BrokerId(self.config.node_id))
             .with_topics(topics);
         let version = conn.ofle_version;
+        let started = Instant::now();
         let response = self.send(conn, &request, version).await?;
+        tracing::trace!(leader = self.leader_id, partitions = asking.len(), took = ?started.elapsed(),
+            "truncation round answered");
         let mut answers: BTreeMap<(&str, i32), (i16, EpochEndOffset)> = BTreeMap::new();
         for t in &response.topics {
             for r in &t.partitions {
@@ -577,8 +588,14 @@ impl Task {
         Ok(())
     }
 
-    /// One Fetch for the fetching partitions, applied partition by partition.
-    async fn fetch_round(&self, conn: &mut Connection, planned: Vec<Planned>) -> Result<(), RoundError> {
+    /// One Fetch for the fetching partitions (long-polling at most `max_wait`), applied
+    /// partition by partition.
+    async fn fetch_round(
+        &self,
+        conn: &mut Connection,
+        planned: Vec<Planned>,
+        max_wait: Duration,
+    ) -> Result<(), RoundError> {
         let mut topics: Vec<FetchTopic> = Vec::new();
         let mut sent: BTreeMap<(Arc<str>, i32), (Planned, i64)> = BTreeMap::new();
         for p in planned {
@@ -602,7 +619,7 @@ impl Task {
         }
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(self.config.node_id))
-            .with_max_wait_ms(i32::try_from(self.config.max_wait.as_millis()).unwrap_or(i32::MAX))
+            .with_max_wait_ms(i32::try_from(max_wait.as_millis()).unwrap_or(i32::MAX))
             .with_min_bytes(self.config.min_bytes)
             .with_max_bytes(self.config.max_bytes)
             .with_isolation_level(0)
@@ -610,7 +627,18 @@ impl Task {
             .with_session_epoch(-1)
             .with_topics(topics);
         let version = conn.fetch_version;
+        let started = Instant::now();
+        tracing::trace!(
+            leader = self.leader_id,
+            partitions = sent.len(),
+            ?max_wait,
+            "fetch round sent"
+        );
         let response = self.send(conn, &request, version).await?;
+        tracing::trace!(leader = self.leader_id, took = ?started.elapsed(),
+            with_records = response.responses.iter().flat_map(|t| &t.partitions)
+                .filter(|p| p.records.as_ref().is_some_and(|r| !r.is_empty())).count(),
+            "fetch round answered");
         if response.error_code != 0 {
             return Err(RoundError::TopLevel(response.error_code));
         }

@@ -4,15 +4,18 @@
 //!
 //! The leader calls [`LeaderState::record_fetch`] for every follower fetch,
 //! [`LeaderState::leader_appended`] after every produce, [`LeaderState::maybe_shrink_isr`] on a
-//! timer, and [`LeaderState::isr_change_committed`] / [`LeaderState::isr_change_failed`] when the
-//! controller answers an AlterPartition. Each returns the new high watermark when it moved,
-//! and the ISR change to propose when one is due (one in flight at a time, as in Kafka).
+//! timer, and [`LeaderState::isr_change_committed`] / [`LeaderState::isr_change_refused`] when
+//! the controller answers an AlterPartition, then [`LeaderState::isr_change_failed`] once the
+//! next proposal may go. Each returns the new high watermark when it moved, and the ISR change
+//! to propose when one is due (one in flight at a time, as in Kafka).
 //!
 //! Invariants (checked by the property tests below):
 //! - the high watermark never moves back, never passes the leader's log end offset, and never
 //!   passes the log end offset of a member of the *maximal* ISR (the committed ISR plus a
 //!   pending expansion: a replica about to join may become leader, so it must hold
-//!   everything below the high watermark);
+//!   everything below the high watermark; an expansion the controller refused no longer
+//!   counts, so a refused replica that stops fetching, e.g. a broker leaving under controlled
+//!   shutdown, does not hold acks=all produces);
 //! - the leader is always in the ISR and never proposed for removal;
 //! - a follower is proposed for the ISR only when it has reached the high watermark and the
 //!   start of the current leader epoch.
@@ -150,8 +153,12 @@ pub struct LeaderState {
     epoch_start_offset: i64,
     replicas: Vec<i32>,
     isr: Vec<i32>,
-    /// The ISR of an AlterPartition in flight.
+    /// The ISR of an AlterPartition in flight (or refused, see `pending_refused`): no other
+    /// change is proposed while it is set.
     pending_isr: Option<Vec<i32>>,
+    /// The controller refused `pending_isr`: it no longer counts for the high watermark, and
+    /// only blocks the next proposal until [`LeaderState::isr_change_failed`].
+    pending_refused: bool,
     followers: BTreeMap<i32, FollowerState>,
     high_watermark: i64,
     lag_time_max_ms: i64,
@@ -186,6 +193,7 @@ impl LeaderState {
             replicas: init.replicas,
             isr,
             pending_isr: None,
+            pending_refused: false,
             followers,
             high_watermark: init.high_watermark.min(init.log_end_offset),
             lag_time_max_ms: init.lag_time_max_ms,
@@ -216,15 +224,15 @@ impl LeaderState {
         &self.isr
     }
 
-    /// The ISR an AlterPartition in flight asks for.
+    /// The ISR an AlterPartition in flight asks for (`None` once refused).
     pub fn pending_isr(&self) -> Option<&[i32]> {
-        self.pending_isr.as_deref()
+        self.pending_isr.as_deref().filter(|_| !self.pending_refused)
     }
 
     /// Whether `replica` counts for the high watermark as an ISR member: in the committed
     /// ISR or in the one in flight (Kafka's `maximalIsr`).
     pub fn in_maximal_isr(&self, replica: i32) -> bool {
-        self.isr.contains(&replica) || self.pending_isr.as_ref().is_some_and(|p| p.contains(&replica))
+        self.isr.contains(&replica) || self.pending_isr().is_some_and(|p| p.contains(&replica))
     }
 
     pub fn follower(&self, replica: i32) -> Option<&FollowerState> {
@@ -268,6 +276,7 @@ impl LeaderState {
         if partition_epoch > self.partition_epoch {
             // A change we proposed committed (or someone else's did): ours is moot either way.
             self.pending_isr = None;
+            self.pending_refused = false;
         }
         self.partition_epoch = partition_epoch;
         self.followers.retain(|r, _| replicas.contains(r));
@@ -374,9 +383,23 @@ impl LeaderState {
             .high_watermark
     }
 
-    /// The controller refused or did not answer: the next fetch or timer tick may propose again.
-    pub fn isr_change_failed(&mut self) {
+    /// The controller refused the change in flight (or did not answer): its ISR no longer
+    /// counts for the high watermark, which may move at once (answered), but no other change
+    /// is proposed until [`Self::isr_change_failed`] (no request storm).
+    pub fn isr_change_refused(&mut self, leader_end_offset: i64, now_ms: i64) -> Option<i64> {
+        // Nothing in flight: nothing to refuse.
+        self.pending_isr.as_ref()?;
+        self.pending_refused = true;
+        self.maybe_advance_high_watermark(leader_end_offset, now_ms)
+    }
+
+    /// The change in flight is over without committing (refused, unanswered): the next fetch
+    /// or timer tick may propose again. Answers the high watermark if it moved (the maximal
+    /// ISR may have shrunk).
+    pub fn isr_change_failed(&mut self, leader_end_offset: i64, now_ms: i64) -> Option<i64> {
         self.pending_isr = None;
+        self.pending_refused = false;
+        self.maybe_advance_high_watermark(leader_end_offset, now_ms)
     }
 
     fn maybe_expand_isr(&mut self, replica: i32) -> Option<IsrChange> {
@@ -415,8 +438,7 @@ impl LeaderState {
     fn maybe_advance_high_watermark(&mut self, leader_end_offset: i64, _now_ms: i64) -> Option<i64> {
         let mut candidate = leader_end_offset;
         for (&r, f) in &self.followers {
-            let counts = self.isr.contains(&r) || self.pending_isr.as_ref().is_some_and(|p| p.contains(&r));
-            if counts && f.log_end_offset < candidate {
+            if self.in_maximal_isr(r) && f.log_end_offset < candidate {
                 candidate = f.log_end_offset;
             }
         }

@@ -28,7 +28,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 /// The line the broker prints on stdout once it accepts connections.
-const LISTEN_PREFIX: &str = "sapper: listening on ";
+pub const LISTEN_PREFIX: &str = "sapper: listening on ";
 /// How long a broker may take to recover its data directory and print [`LISTEN_PREFIX`].
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a broker may take to exit after SIGTERM.
@@ -87,57 +87,19 @@ impl TestBroker {
             .logs
             .path()
             .join(format!("broker-start{}.stderr", self.starts));
-        let stderr = File::create(&self.stderr_path).expect("creating the broker's stderr file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sapper"));
+        let mut cmd = sapper_command(&[]);
         cmd.arg("broker")
             .args(["--node-id", "1"])
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .env("RUST_BACKTRACE", "1")
-            .env("NO_COLOR", "1");
-        // Only the flags above configure the broker, whatever the caller's environment says.
-        for (key, _) in std::env::vars_os() {
-            if key
-                .to_str()
-                .is_some_and(|k| k.starts_with("SAPPER_") && k != "SAPPER_LOG")
-            {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd.spawn().expect("spawning target/release/sapper");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        // Reads stdout for the whole life of the process so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(addr) = line.strip_prefix(LISTEN_PREFIX) {
-                        let _ = tx.send(addr.trim().to_owned());
-                        sent = true;
-                    }
-                }
-            }
-        });
-        self.child = Some(child);
-        let announced = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let why = match self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    Some(status) => format!("exited ({status}) before announcing its address"),
-                    None => format!("did not announce its address within {START_TIMEOUT:?}"),
-                };
-                self.kill_quietly();
-                panic!("broker {why}\n{}", self.stderr_tail());
-            }
+            .args(&self.extra_args);
+        let (child, announced) = match start_and_wait(cmd, &self.stderr_path, LISTEN_PREFIX) {
+            Ok(started) => started,
+            Err(why) => panic!("broker {why}\n{}", self.stderr_tail()),
         };
+        self.child = Some(child);
         let addr: SocketAddr = announced.parse().expect("the broker announces host:port");
         assert!(
             addr.ip().is_loopback(),
@@ -179,12 +141,7 @@ impl TestBroker {
     /// SIGTERM, then waits for the exit and asserts it was clean (status 0).
     pub fn sigterm_and_wait(&mut self) {
         self.assert_running();
-        let pid = self.pid().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("running kill -TERM");
-        assert!(status.success(), "kill -TERM {pid} failed: {status}");
+        send_signal(self.pid(), "-TERM");
         let mut child = self.child.take().expect("checked running");
         let exit = wait_with_timeout(&mut child, STOP_TIMEOUT);
         match exit {
@@ -220,19 +177,10 @@ impl TestBroker {
 
     /// The last few kilobytes of the current (or last) process's stderr.
     pub fn stderr_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(&self.stderr_path) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let keep = 8_000;
-        let mut start = text.len().saturating_sub(keep);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
         format!(
-            "--- broker stderr ({}, last {keep} bytes) ---\n{}",
+            "--- broker stderr ({}, last 8000 bytes) ---\n{}",
             self.stderr_path.display(),
-            text.get(start..).unwrap_or_default()
+            file_tail(&self.stderr_path, 8_000)
         )
     }
 
@@ -251,6 +199,95 @@ impl Drop for TestBroker {
             eprintln!("{}", self.stderr_tail());
         }
     }
+}
+
+/// `sapper` (run through `wrapper`, e.g. `ip netns exec NS`, unless it is empty) with stdin
+/// closed, colours off, backtraces on, and none of the caller's `SAPPER_*` variables but
+/// `SAPPER_LOG`: only the flags the caller adds configure it.
+pub fn sapper_command(wrapper: &[String]) -> Command {
+    let sapper = env!("CARGO_BIN_EXE_sapper");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(sapper);
+            cmd
+        }
+        None => Command::new(sapper),
+    };
+    cmd.stdin(Stdio::null())
+        .env("RUST_BACKTRACE", "1")
+        .env("NO_COLOR", "1");
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(|k| k.starts_with("SAPPER_") && k != "SAPPER_LOG")
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Spawns `cmd` with stdout piped and stderr into a new file `stderr`, and waits up to
+/// [`START_TIMEOUT`] for a stdout line starting with `ready`; answers the process and the rest
+/// of that line. Stdout is read for the whole life of the process, so it never blocks on a full
+/// pipe. On a timeout the process is killed and the error says whether it had exited.
+pub fn start_and_wait(mut cmd: Command, stderr: &Path, ready: &str) -> Result<(Child, String), String> {
+    let stderr = File::create(stderr).expect("creating a stderr file");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .expect("spawning target/release/sapper");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    let prefix = ready.to_owned();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(rest) = line.strip_prefix(&prefix) {
+                    let _ = tx.send(rest.trim().to_owned());
+                    sent = true;
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(rest) => Ok((child, rest)),
+        Err(_) => {
+            let why = match child.try_wait().ok().flatten() {
+                Some(status) => format!("exited ({status}) before printing {ready:?}"),
+                None => format!("did not print {ready:?} within {START_TIMEOUT:?}"),
+            };
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(why)
+        }
+    }
+}
+
+/// Sends `signal` (`-TERM`, `-STOP`, ...) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {signal} {pid} failed: {status}");
+}
+
+/// The last `keep` bytes (at most) of the file at `path`; empty if it cannot be read.
+pub fn file_tail(path: &Path, keep: usize) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut text);
+    }
+    let mut start = text.len().saturating_sub(keep);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text.get(start..).unwrap_or_default().to_owned()
 }
 
 /// Waits for `child` to exit for at most `timeout`.
@@ -343,7 +380,23 @@ pub struct ReadRecord {
 /// No consumer group: partitions are assigned explicitly and nothing is committed (the
 /// `group.id` is only there because some librdkafka code paths want one).
 pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<ReadRecord>> {
-    let consumer: BaseConsumer = client_config(bootstrap)
+    read_back(
+        client_config(bootstrap),
+        topic,
+        partitions,
+        Duration::from_secs(45),
+    )
+}
+
+/// [`consume_all`] with a consumer made from `config` (plus the settings of a group-less read),
+/// bounded by `bound`.
+pub fn read_back(
+    mut config: ClientConfig,
+    topic: &str,
+    partitions: i32,
+    bound: Duration,
+) -> Vec<Vec<ReadRecord>> {
+    let consumer: BaseConsumer = config
         .set("group.id", format!("sapper-e2e-{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -367,7 +420,7 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<Rea
     consumer.assign(&tpl).expect("assigning partitions");
     let mut out: Vec<Vec<ReadRecord>> = vec![Vec::new(); count];
     let mut next: Vec<i64> = vec![0; count];
-    let deadline = Instant::now() + Duration::from_secs(45);
+    let deadline = Instant::now() + bound;
     while next.iter().zip(&high).any(|(n, h)| n < h) {
         assert!(
             Instant::now() < deadline,

@@ -1,8 +1,9 @@
 //! Shared harness of the cluster fault tests (`replication_shutdown`, `two_clusters`,
-//! `network_partition`): restartable `sapper broker` cluster nodes (optionally inside a network
-//! namespace, through `ip netns exec`), Metadata views read with `sapper_wire`'s client, a
-//! paced rdkafka producer that records every delivery report with its latency, and a checker
-//! comparing acknowledged records with what is read back.
+//! `network_partition`): a paced rdkafka producer that records every delivery report with its
+//! latency, and a checker comparing acknowledged records with what is read back. The nodes
+//! (optionally inside a network namespace, through `ip netns exec`) and their Metadata views
+//! are [`crate::common::cluster`]'s, re-exported here under the names these tests use; a test
+//! binary using this module also declares `mod common;`.
 //!
 //! Everything is bounded in time; every process is killed when its [`Node`] is dropped (also
 //! on panic, then with its stderr tail printed).
@@ -11,215 +12,27 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
-use sapper_wire::client::Client;
-use sapper_wire::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use sapper_wire::kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
-use sapper_wire::kafka_protocol::protocol::StrBytes;
 
-/// How long a node may take to print that it listens.
-pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+pub use crate::common::block_on;
+use crate::common::cluster::MetadataReader;
+// Not every test binary uses every name.
+#[allow(unused_imports)]
+pub use crate::common::cluster::{
+    bootstrap, local_nodes, spawn_all, ClusterNode as Node, ClusterView as View,
+};
+
 /// Bound of one Metadata round trip.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// One `sapper broker` cluster node (broker and controller), restartable on its addresses and
-/// data directory.
-pub struct Node {
-    pub id: i32,
-    /// Client listener.
-    pub client: SocketAddr,
-    /// Controller listener (its entry in `voters`).
-    pub controller: SocketAddr,
-    pub voters: String,
-    pub data_dir: PathBuf,
-    logs: PathBuf,
-    /// Run inside this network namespace (`ip netns exec NS sapper broker ...`).
-    pub netns: Option<String>,
-    starts: u32,
-    child: Option<Child>,
-    /// A label for messages ("A1", "node 2", ...).
-    pub label: String,
-}
-
-impl Node {
-    pub fn new(
-        label: &str,
-        id: i32,
-        client: SocketAddr,
-        controller: SocketAddr,
-        voters: &str,
-        dir: &Path,
-        netns: Option<String>,
-    ) -> Node {
-        Node {
-            id,
-            client,
-            controller,
-            voters: voters.to_owned(),
-            data_dir: dir.join(format!("{label}-data")),
-            logs: dir.to_path_buf(),
-            netns,
-            starts: 0,
-            child: None,
-            label: label.to_owned(),
-        }
-    }
-
-    /// Starts the process and waits until it prints that it listens for clients.
-    pub fn spawn(&mut self) {
-        assert!(self.child.is_none(), "{} is already running", self.label);
-        self.starts += 1;
-        let stderr = File::create(self.stderr_path()).unwrap();
-        let sapper = env!("CARGO_BIN_EXE_sapper");
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, sapper]);
-                c
-            }
-            None => Command::new(sapper),
-        };
-        cmd.arg("broker")
-            .args(["--node-id", &self.id.to_string()])
-            .args(["--listen", &self.client.to_string()])
-            .args(["--controller-listen", &self.controller.to_string()])
-            .args(["--voters", &self.voters])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .env("NO_COLOR", "1")
-            .env("RUST_BACKTRACE", "1")
-            .env(
-                "SAPPER_LOG",
-                std::env::var("SAPPER_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
-            );
-        for (key, _) in std::env::vars_os() {
-            if key
-                .to_str()
-                .is_some_and(|k| k.starts_with("SAPPER_") && k != "SAPPER_LOG")
-            {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("sapper: listening on ") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        self.child = Some(child);
-        if rx.recv_timeout(START_TIMEOUT).is_err() {
-            self.kill_quietly();
-            panic!("{} did not start listening\n{}", self.label, self.stderr_tail());
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("not running").id()
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill9(&mut self) {
-        let mut child = self.child.take().expect("not running");
-        child.kill().unwrap();
-        let _ = child.wait();
-    }
-
-    /// Sends SIGTERM (without waiting).
-    pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed");
-    }
-
-    /// Waits up to `bound` for the process to exit; `None` if it did not (it is then killed).
-    pub fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take().expect("not running");
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill_quietly(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn stderr_path(&self) -> PathBuf {
-        self.logs
-            .join(format!("{}-start{}.stderr", self.label, self.starts))
-    }
-
-    /// The last few kilobytes of the current (or last) start's stderr.
-    pub fn stderr_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(self.stderr_path()) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let mut start = text.len().saturating_sub(6_000);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        format!(
-            "--- {} (node {}) stderr, start {} ---\n{}",
-            self.label,
-            self.id,
-            self.starts,
-            &text[start..]
-        )
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill_quietly();
-        if std::thread::panicking() {
-            eprintln!("{}", self.stderr_tail());
-        }
-    }
-}
 
 /// The test's temporary directory (data directories and stderr files); kept, with its path
 /// printed, when `SAPPER_TEST_KEEP` is set.
@@ -236,122 +49,9 @@ pub fn test_dir() -> tempfile::TempDir {
     dir
 }
 
-/// `n` distinct 127.0.0.1 ports that were free a moment ago.
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// Three nodes on 127.0.0.1 with fresh ports (not started); labels `{prefix}{id}`.
-pub fn local_nodes(prefix: &str, count: i32, dir: &Path) -> Vec<Node> {
-    let n = usize::try_from(count).unwrap();
-    let ports = free_ports(2 * n);
-    let voters = (0..n)
-        .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[n + i]))
-        .collect::<Vec<_>>()
-        .join(",");
-    (0..n)
-        .map(|i| {
-            Node::new(
-                &format!("{prefix}{}", i + 1),
-                i32::try_from(i + 1).unwrap(),
-                SocketAddr::from(([127, 0, 0, 1], ports[i])),
-                SocketAddr::from(([127, 0, 0, 1], ports[n + i])),
-                &voters,
-                dir,
-                None,
-            )
-        })
-        .collect()
-}
-
-/// `host:port,...` of the given nodes' client listeners.
-pub fn bootstrap(nodes: &[&Node]) -> String {
-    nodes
-        .iter()
-        .map(|n| n.client.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// One partition as a broker's Metadata describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionInfo {
-    pub error: i16,
-    pub leader: i32,
-    pub leader_epoch: i32,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    pub offline: Vec<i32>,
-}
-
-/// What one broker's Metadata says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct View {
-    pub cluster_id: Option<String>,
-    pub brokers: BTreeSet<i32>,
-    pub controller: i32,
-    pub partitions: BTreeMap<i32, PartitionInfo>,
-}
-
-impl View {
-    /// Partition indexes led by `broker`.
-    pub fn led_by(&self, broker: i32) -> Vec<i32> {
-        self.partitions
-            .iter()
-            .filter(|(_, p)| p.leader == broker)
-            .map(|(i, _)| *i)
-            .collect()
-    }
-}
-
-/// The Metadata of `topic` as `addr` answers it (`None` when it does not answer in time).
-pub fn metadata(addr: SocketAddr, topic: &str) -> Option<View> {
-    let request = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
-        .with_allow_auto_topic_creation(false);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let response: MetadataResponse = rt.block_on(async {
-        tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let mut client = Client::connect(addr).await.ok()?;
-            client.send(&request, 9).await.ok()
-        })
-        .await
-        .ok()
-        .flatten()
-    })?;
-    let partitions = response
-        .topics
-        .iter()
-        .filter(|t| t.error_code == 0)
-        .flat_map(|t| t.partitions.iter())
-        .map(|p| {
-            let ids = |v: &[sapper_wire::kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
-            (
-                p.partition_index,
-                PartitionInfo {
-                    error: p.error_code,
-                    leader: p.leader_id.0,
-                    leader_epoch: p.leader_epoch,
-                    replicas: ids(&p.replica_nodes),
-                    isr: ids(&p.isr_nodes),
-                    offline: ids(&p.offline_replicas),
-                },
-            )
-        })
-        .collect();
-    Some(View {
-        cluster_id: response.cluster_id.as_ref().map(ToString::to_string),
-        brokers: response.brokers.iter().map(|b| b.node_id.0).collect(),
-        controller: response.controller_id.0,
-        partitions,
-    })
+/// What `node`'s Metadata says about `topic` (`None` when it does not answer in time).
+pub fn metadata(node: &Node, topic: &str) -> Option<View> {
+    MetadataReader::new(REQUEST_TIMEOUT).view(node.id, node.client, Some(topic))
 }
 
 /// Polls `check` against the given nodes' Metadata until it holds for all of them and they
@@ -363,8 +63,12 @@ pub fn wait_for_views(
     what: &str,
     check: impl Fn(&View) -> bool,
 ) -> View {
-    try_wait_for_views(nodes, topic, bound, &check)
-        .unwrap_or_else(|views| panic!("{what}: not within {bound:?}; last views: {views:#?}"))
+    MetadataReader::new(REQUEST_TIMEOUT).wait_for_views(nodes, topic, bound, what, check)
+}
+
+/// Waits (up to 30 s) until every one of `nodes` lists exactly them as live brokers.
+pub fn wait_registered(nodes: &[Node]) -> View {
+    MetadataReader::new(REQUEST_TIMEOUT).wait_registered(nodes)
 }
 
 /// [`wait_for_views`] without the panic: the last views on a timeout.
@@ -374,45 +78,17 @@ pub fn try_wait_for_views(
     bound: Duration,
     check: &dyn Fn(&View) -> bool,
 ) -> Result<View, Vec<Option<View>>> {
-    let deadline = Instant::now() + bound;
-    loop {
-        let views: Vec<Option<View>> = nodes.iter().map(|n| metadata(n.client, topic)).collect();
-        let all_ok = views.iter().all(|v| v.as_ref().is_some_and(check));
-        let agree = views
-            .windows(2)
-            .all(|w| w[0].as_ref().map(|v| &v.partitions) == w[1].as_ref().map(|v| &v.partitions));
-        if all_ok && agree {
-            return Ok(views.into_iter().next().flatten().unwrap());
-        }
-        if Instant::now() >= deadline {
-            return Err(views);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    MetadataReader::new(REQUEST_TIMEOUT).try_wait_for_views(nodes, topic, bound, check)
 }
 
-/// A librdkafka config for `bootstrap` with quick retries, reconnects and metadata refreshes.
+/// [`common::client_config`](crate::common::client_config) with quick metadata refreshes and
+/// librdkafka's warnings logged.
 pub fn client_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = crate::common::client_config(bootstrap);
     config
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("reconnect.backoff.ms", "20")
-        .set("reconnect.backoff.max.ms", "500")
-        .set("retry.backoff.ms", "20")
-        .set("retry.backoff.max.ms", "200")
-        .set("topic.metadata.refresh.interval.ms", "1000")
         .set("topic.metadata.refresh.fast.interval.ms", "50")
         .set_log_level(RDKafkaLogLevel::Warning);
     config
-}
-
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 /// Creates `topic` through rdkafka's admin client with `configs`, then waits until every
@@ -641,49 +317,25 @@ pub struct ReadRecord {
 /// Reads `partitions` of `topic` from the beginning up to the high watermarks seen when the
 /// read starts, through `bootstrap`. Bounded by 30 s.
 pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<ReadRecord>> {
-    let consumer: BaseConsumer = client_config(bootstrap)
-        .set("group.id", format!("sapper-fault-{topic}"))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .unwrap();
-    let mut high = BTreeMap::new();
-    for p in 0..partitions {
-        let (_, hw) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("ListOffsets {topic}/{p}: {e}"));
-        high.insert(p, hw);
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out: BTreeMap<i32, Vec<ReadRecord>> = (0..partitions).map(|p| (p, Vec::new())).collect();
-    let mut next: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while next.iter().any(|(p, n)| *n < high[p]) {
-        assert!(
-            Instant::now() < deadline,
-            "reading {topic} timed out: read up to {next:?}, high watermarks {high:?}"
-        );
-        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let msg = result.unwrap_or_else(|e| panic!("consuming {topic}: {e}"));
-        let p = msg.partition();
-        if msg.offset() >= high[&p] {
-            continue;
-        }
-        out.get_mut(&p).unwrap().push(ReadRecord {
-            offset: msg.offset(),
-            payload: String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned(),
-        });
-        next.insert(p, msg.offset() + 1);
-    }
-    out
+    let read = crate::common::read_back(
+        client_config(bootstrap),
+        topic,
+        partitions,
+        Duration::from_secs(30),
+    );
+    (0..partitions)
+        .zip(read)
+        .map(|(p, records)| {
+            let records = records
+                .into_iter()
+                .map(|r| ReadRecord {
+                    offset: r.offset,
+                    payload: String::from_utf8_lossy(&r.payload).into_owned(),
+                })
+                .collect();
+            (p, records)
+        })
+        .collect()
 }
 
 /// Checks what was read against what was acknowledged: every acknowledged record is read at

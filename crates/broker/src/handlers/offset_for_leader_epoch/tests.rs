@@ -1,37 +1,15 @@
 //! OffsetForLeaderEpoch on a single-node broker opened in a temporary directory.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderTopic;
 use kafka_protocol::messages::TopicName;
 use sapper_log::batch::Compression;
 use sapper_log::{AppendOptions, KeyedRecord};
-use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::cluster::NewTopic;
-use crate::config::BrokerConfig;
 use crate::handlers::str_bytes;
+use crate::handlers::test_support::broker_with_topic;
 use crate::partition::PartitionRole;
-use crate::topic_config::TopicOverrides;
-
-async fn broker_with_topic(dir: &std::path::Path) -> Arc<Broker> {
-    let config = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        ..BrokerConfig::default()
-    };
-    let broker = Broker::open(config, "127.0.0.1:0".parse().unwrap(), CancellationToken::new()).unwrap();
-    let topic = NewTopic {
-        name: "t".into(),
-        partitions: 2,
-        replication_factor: 1,
-        overrides: TopicOverrides::default(),
-        validate_only: false,
-    };
-    broker.cluster.create_topic(&broker, topic).await.unwrap();
-    broker
-}
 
 fn append(broker: &Broker, partition: i32, epoch: i32, batches: usize) {
     let topic = broker.topics.get("t").unwrap();

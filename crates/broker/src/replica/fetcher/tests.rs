@@ -732,3 +732,47 @@ async fn replicates_from_a_sapper_broker_after_truncating_by_epoch() {
     shutdown.cancel();
     server.await.unwrap();
 }
+
+/// A partition delayed by a partition error is retried when its backoff ends, not when the
+/// other partitions' long poll does: the round's `max_wait` stops at the retry.
+#[tokio::test]
+async fn a_delayed_partition_does_not_wait_out_the_others_long_poll() {
+    let mut leader = FakeLeader::start(0).await;
+    leader.add_log("t", 0).add_log("t", 1);
+    leader.with_log("t", 1, |l| write(l, 0, 2, "late"));
+    {
+        let mut s = leader.state.lock();
+        s.long_poll = true;
+        s.fetch_errors
+            .insert(("t".into(), 1), ResponseError::NotLeaderOrFollower.code());
+    }
+    let long_poll = Duration::from_secs(5);
+    let config = FetcherConfig {
+        max_wait: long_poll,
+        ..config()
+    };
+    let (f0, f1) = (follower(), follower());
+    let fetcher = ReplicaFetcher::spawn(1, leader.addr, config, CancellationToken::new());
+    let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    fetcher.add_partition(t0.clone(), 0, f0.sink());
+    fetcher.add_partition(t1.clone(), 0, f1.sink());
+    eventually("t-1 is refused", || {
+        fetcher
+            .status(&t1)
+            .is_some_and(|s| s.last_error == ResponseError::NotLeaderOrFollower.code())
+    })
+    .await;
+    // The leader learns it leads t-1 while t-0 (nothing to fetch) long-polls.
+    let learned = Instant::now();
+    leader.state.lock().fetch_errors.clear();
+    caught_up(&leader, "t", 1, &f1).await;
+    let took = learned.elapsed();
+    eprintln!("a delayed partition caught up {took:?} after its error cleared ({long_poll:?} polls)");
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?}: the retry waited out the long poll"
+    );
+    tokio::time::timeout(Duration::from_secs(1), fetcher.shutdown())
+        .await
+        .unwrap();
+}

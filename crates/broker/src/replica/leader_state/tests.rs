@@ -160,12 +160,17 @@ fn a_follower_rejoins_once_it_reaches_the_high_watermark_and_the_epoch_start() {
     // While the expansion is in flight, 3 counts for the HW.
     assert_eq!(fetch(&mut s, 2, 30, 30, 6).high_watermark, None);
     assert_eq!(fetch(&mut s, 3, 28, 30, 7).high_watermark, Some(28));
-    // The controller refuses: 3 may be proposed again by its next fetch.
-    s.isr_change_failed();
-    let update = fetch(&mut s, 3, 30, 30, 8);
+    // The controller refuses: 3 stops counting at once (2 holds everything), but is not
+    // proposed again until the refusal is over.
+    assert_eq!(s.isr_change_refused(30, 8), Some(30));
+    assert_eq!(s.pending_isr(), None);
+    assert!(!s.in_maximal_isr(3));
+    assert_eq!(fetch(&mut s, 3, 30, 30, 9).isr_change, None);
+    assert_eq!(s.isr_change_failed(30, 10), None);
+    let update = fetch(&mut s, 3, 30, 30, 11);
     assert!(update.isr_change.is_some());
-    assert_eq!(update.high_watermark, Some(30));
-    assert_eq!(s.isr_change_committed(vec![1, 2, 3], 10, 30, 9), None);
+    assert_eq!(update.high_watermark, None);
+    assert_eq!(s.isr_change_committed(vec![1, 2, 3], 10, 30, 12), None);
     assert_eq!(s.isr(), &[1, 2, 3]);
 }
 
@@ -248,6 +253,7 @@ enum Op {
     Tick(i64),
     Shrink,
     Commit,
+    Refuse,
     Fail,
 }
 
@@ -258,6 +264,7 @@ fn op() -> impl Strategy<Value = Op> {
         (1i64..1_500).prop_map(Op::Tick),
         Just(Op::Shrink),
         Just(Op::Commit),
+        Just(Op::Refuse),
         Just(Op::Fail),
     ]
 }
@@ -318,9 +325,12 @@ proptest! {
                         s.isr_change_committed(change.isr, partition_epoch, leo, now);
                     }
                 }
+                Op::Refuse => {
+                    s.isr_change_refused(leo, now);
+                }
                 Op::Fail => {
                     pending = None;
-                    s.isr_change_failed();
+                    s.isr_change_failed(leo, now);
                 }
             }
             if let Some(change) = proposal {
@@ -366,4 +376,25 @@ fn a_fenced_follower_that_keeps_fetching_does_not_hold_the_high_watermark() {
     // It exits; the leader appends and broker 2 alone commits.
     assert_eq!(s.leader_appended(15, 4), None);
     assert_eq!(fetch(&mut s, 2, 15, 15, 5).high_watermark, Some(15));
+}
+
+#[test]
+fn a_refused_expansion_does_not_hold_the_high_watermark_for_a_replica_that_stops_fetching() {
+    // Controlled shutdown of broker 3: the leader took it out of the ISR, then a fetch it sent
+    // before the fencing was applied here proposed it back. It exits; the controller refuses.
+    let mut s = leader(&[1, 2], 10, 10, 0);
+    let back = fetch(&mut s, 3, 10, 10, 1);
+    assert_eq!(back.isr_change.map(|c| c.isr), Some(vec![1, 2, 3]));
+    s.leader_appended(15, 2);
+    assert_eq!(
+        fetch(&mut s, 2, 15, 15, 3).high_watermark,
+        None,
+        "3 counts while in flight"
+    );
+    assert_eq!(
+        s.isr_change_refused(15, 4),
+        Some(15),
+        "2 alone commits once refused"
+    );
+    assert_eq!(s.isr_change_failed(15, 5), None);
 }

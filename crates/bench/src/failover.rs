@@ -50,6 +50,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::client::ensure_replicated_topic;
 use crate::produce::payload;
+use crate::report::Percentiles;
 
 /// Nodes of the benchmark's cluster.
 const NODES: i32 = 3;
@@ -113,54 +114,6 @@ pub struct FailoverArgs {
     /// directory that is removed after a successful run.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-}
-
-/// p50, p90 and max of a few trials by the nearest-rank rule (the p50 of an even count is the
-/// lower median), in milliseconds; `None` without trials.
-#[derive(Serialize, Debug, Clone, Copy, Default, PartialEq)]
-pub struct Percentiles {
-    /// Values summarised.
-    pub count: usize,
-    /// Median.
-    pub p50: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-    /// Largest.
-    pub max: Option<f64>,
-}
-
-impl Percentiles {
-    /// Summarises `values` (in any order).
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
-        let mut v: Vec<f64> = values.into_iter().collect();
-        v.sort_by(f64::total_cmp);
-        Self {
-            count: v.len(),
-            p50: nearest_rank(&v, 0.50),
-            p90: nearest_rank(&v, 0.90),
-            max: v.last().copied(),
-        }
-    }
-}
-
-/// The `q` quantile of `sorted` by the nearest-rank rule: the smallest value with at least
-/// `q` of the values at or below it.
-fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
-}
-
-impl fmt::Display for Percentiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.p50, self.p90, self.max) {
-            (Some(p50), Some(p90), Some(max)) => write!(
-                f,
-                "p50 {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms (n={})",
-                self.count
-            ),
-            _ => write!(f, "no trials"),
-        }
-    }
 }
 
 /// One leader kill.

@@ -54,12 +54,12 @@ pub use command::{run_and_print, run_disk, BenchCommand, BenchReport, DiskArgs, 
 pub use commits::run_commits;
 pub use consume::run_consume;
 pub use disk::disk_write_mb_per_sec;
-pub use failover::{run_failover, FailoverArgs, FailoverReport, FailoverTrial, Percentiles};
+pub use failover::{run_failover, FailoverArgs, FailoverReport, FailoverTrial};
 pub use latency::LatencyRecorder;
 pub use member::run_group_member;
 pub use produce::run_produce;
 pub use rebalance::{run_rebalance, MEMBER_COMMAND};
 pub use report::{
-    rates, BaselineReport, CommitsReport, ConsumeReport, LatencySummary, MemberReport, ProduceReport,
-    RebalanceReport, RebalanceTrial, TrialSummary, BYTES_PER_MB,
+    rates, BaselineReport, CommitsReport, ConsumeReport, LatencySummary, MemberReport, Percentiles,
+    ProduceReport, RebalanceReport, RebalanceTrial, TrialSummary, BYTES_PER_MB,
 };

@@ -213,6 +213,54 @@ pub struct RebalanceTrial {
     pub join_after_leave_ms: Option<f64>,
 }
 
+/// p50, p90 and max of a few trials by the nearest-rank rule (the p50 of an even count is the
+/// lower median), in milliseconds; `None` without trials.
+#[derive(Serialize, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Percentiles {
+    /// Values summarised.
+    pub count: usize,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+impl Percentiles {
+    /// Summarises `values` (in any order).
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        v.sort_by(f64::total_cmp);
+        Self {
+            count: v.len(),
+            p50: nearest_rank(&v, 0.50),
+            p90: nearest_rank(&v, 0.90),
+            max: v.last().copied(),
+        }
+    }
+}
+
+/// The `q` quantile of `sorted` by the nearest-rank rule: the smallest value with at least
+/// `q` of the values at or below it.
+fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
+impl fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.p50, self.p90, self.max) {
+            (Some(p50), Some(p90), Some(max)) => write!(
+                f,
+                "p50 {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms (n={})",
+                self.count
+            ),
+            _ => write!(f, "no trials"),
+        }
+    }
+}
+
 /// Median and maximum of a few trials, in milliseconds; `None` without trials.
 #[derive(Serialize, Debug, Clone, Copy, Default, PartialEq)]
 pub struct TrialSummary {
@@ -227,13 +275,11 @@ pub struct TrialSummary {
 impl TrialSummary {
     /// Summarises `values` (in any order).
     pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
-        let mut v: Vec<f64> = values.into_iter().collect();
-        v.sort_by(f64::total_cmp);
-        let median = v.len().checked_sub(1).and_then(|last| v.get(last / 2)).copied();
+        let p = Percentiles::of(values);
         Self {
-            count: v.len(),
-            p50: median,
-            max: v.last().copied(),
+            count: p.count,
+            p50: p.p50,
+            max: p.max,
         }
     }
 }

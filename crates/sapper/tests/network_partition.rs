@@ -29,8 +29,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fault_support::{
-    bootstrap, check_no_acked_loss, client_config, consume_all, create_topic, spawn_all, try_wait_for_views,
-    wait_registered, Acked, Node, PacedProducer,
+    acks_all_producer_config, bootstrap, check_no_acked_loss, consume_all, create_topic, spawn_all,
+    try_wait_for_views, wait_registered, Acked, Node, PacedProducer,
 };
 use sapper_log::batch::testing::simple_batch;
 use sapper_log::batch::BatchIter;
@@ -300,13 +300,7 @@ fn produce_acks_all(
     tag: &str,
     count: usize,
 ) -> (Vec<Acked>, Vec<(String, String, Duration)>) {
-    let mut config = client_config(bootstrap);
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("request.timeout.ms", "5000")
-        .set("message.timeout.ms", "10000");
+    let config = acks_all_producer_config(bootstrap, 1_0000);
     let partitions: Vec<i32> = (0..PARTITIONS).collect();
     let producer = PacedProducer::start(config, topic, &partitions, tag, 400);
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -11,8 +11,8 @@ mod fault_support;
 use std::time::{Duration, Instant};
 
 use fault_support::{
-    bootstrap, check_no_acked_loss, client_config, consume_all, create_topic, local_nodes, spawn_all,
-    wait_for_views, wait_registered, Acked, Node, PacedProducer,
+    acks_all_producer_config, bootstrap, check_no_acked_loss, client_config, consume_all, create_topic,
+    local_nodes, spawn_all, wait_for_views, wait_registered, Acked, Node, PacedProducer,
 };
 
 const PARTITIONS: i32 = 3;
@@ -20,13 +20,7 @@ const PARTITIONS: i32 = 3;
 /// Produces `count` records round-robin over the partitions with an idempotent acks=all
 /// producer; answers the acknowledged ones and fails on any failed delivery.
 fn produce_acks_all(bootstrap: &str, topic: &str, tag: &str, count: u32) -> Vec<Acked> {
-    let mut config = client_config(bootstrap);
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("request.timeout.ms", "5000")
-        .set("message.timeout.ms", "15000");
+    let config = acks_all_producer_config(bootstrap, 15_000);
     let partitions: Vec<i32> = (0..PARTITIONS).collect();
     // 500 records/s: `count` records take count/500 s.
     let producer = PacedProducer::start(config, topic, &partitions, tag, 500);

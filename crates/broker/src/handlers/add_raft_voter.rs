@@ -16,19 +16,15 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddRaftVoterRequest, AddRaftVoterResponse};
 
-use super::raft_voters::{check_cluster_id, client_error, no_dynamic_quorum};
+use super::raft_voters::{committed, node_for_change};
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::cluster::ClusterView;
 
 pub async fn handle(broker: &Broker, request: AddRaftVoterRequest, _version: i16) -> AddRaftVoterResponse {
-    let ClusterView::Cluster(node) = &broker.cluster else {
-        let (code, message) = no_dynamic_quorum();
-        return error(code, message);
+    let node = match node_for_change(broker, request.cluster_id.as_deref()) {
+        Ok(node) => node,
+        Err((code, message)) => return error(code, message),
     };
-    if let Err((code, message)) = check_cluster_id(node, request.cluster_id.as_deref()) {
-        return error(code, message);
-    }
     let Some(listener) = request.listeners.first() else {
         return error(
             ResponseError::InvalidRequest.code(),
@@ -36,15 +32,10 @@ pub async fn handle(broker: &Broker, request: AddRaftVoterRequest, _version: i16
         );
     };
     let addr = format!("{}:{}", listener.host.as_str(), listener.port);
-    match node.client().add_voter(request.voter_id, addr).await {
-        Ok(index) => {
-            tracing::info!(voter = request.voter_id, index, "AddRaftVoter: committed");
-            AddRaftVoterResponse::default()
-        }
-        Err(e) => {
-            let (code, message) = client_error(&e);
-            error(code, message)
-        }
+    let outcome = node.client().add_voter(request.voter_id, addr).await;
+    match committed(outcome, "AddRaftVoter", request.voter_id) {
+        Ok(()) => AddRaftVoterResponse::default(),
+        Err((code, message)) => error(code, message),
     }
 }
 

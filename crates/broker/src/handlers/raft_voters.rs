@@ -1,18 +1,41 @@
-//! What AddRaftVoter and RemoveRaftVoter (KIP-853) share: the cluster id check, the answer of
-//! a single-node broker, and controller errors as Kafka codes.
+//! What AddRaftVoter and RemoveRaftVoter (KIP-853) share: the checks before the change goes
+//! to the active controller ([`node_for_change`]: a cluster member, this cluster's id) and
+//! its outcome as a Kafka answer ([`committed`]).
 
 use kafka_protocol::error::ResponseError;
 use sapper_meta::controller::api::ControllerError;
 use sapper_meta::lifecycle::ClientError;
 
-use crate::cluster::ClusterNode;
+use crate::broker::Broker;
+use crate::cluster::{ClusterNode, ClusterView};
 
 /// A (code, message) error answer.
 pub type Refused = (i16, String);
 
+/// The cluster member that forwards a voter change, after the checks every change needs:
+/// a single-node broker has no quorum to change, and the request must name this cluster.
+pub fn node_for_change<'a>(broker: &'a Broker, cluster_id: Option<&str>) -> Result<&'a ClusterNode, Refused> {
+    let ClusterView::Cluster(node) = &broker.cluster else {
+        return Err(no_dynamic_quorum());
+    };
+    check_cluster_id(node, cluster_id)?;
+    Ok(node)
+}
+
+/// The active controller's answer to voter change `what` of `voter`, logged when committed.
+pub fn committed(outcome: Result<u64, ClientError>, what: &str, voter: i32) -> Result<(), Refused> {
+    match outcome {
+        Ok(index) => {
+            tracing::info!(voter, index, "{what}: committed");
+            Ok(())
+        }
+        Err(e) => Err(client_error(&e)),
+    }
+}
+
 /// INCONSISTENT_CLUSTER_ID when the request names another cluster (null: any; so is "",
 /// kafka-protocol's default for the field, which no cluster id can be).
-pub fn check_cluster_id(node: &ClusterNode, asked: Option<&str>) -> Result<(), Refused> {
+fn check_cluster_id(node: &ClusterNode, asked: Option<&str>) -> Result<(), Refused> {
     match asked {
         Some(id) if !id.is_empty() && id != node.cluster_id() => Err((
             ResponseError::InconsistentClusterId.code(),
@@ -23,7 +46,7 @@ pub fn check_cluster_id(node: &ClusterNode, asked: Option<&str>) -> Result<(), R
 }
 
 /// A single-node broker has no quorum to change.
-pub fn no_dynamic_quorum() -> Refused {
+fn no_dynamic_quorum() -> Refused {
     (
         ResponseError::UnsupportedVersion.code(),
         "a single-node broker has no metadata quorum to change".into(),
@@ -31,7 +54,7 @@ pub fn no_dynamic_quorum() -> Refused {
 }
 
 /// The controller's refusal or failure; NOT_CONTROLLER when no controller could decide.
-pub fn client_error(error: &ClientError) -> Refused {
+fn client_error(error: &ClientError) -> Refused {
     let code = match error {
         ClientError::NoController(_) => ControllerError::NotController { leader: None }.kafka_code(),
         other => other.kafka_code(),

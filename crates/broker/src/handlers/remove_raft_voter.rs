@@ -7,32 +7,23 @@
 
 use kafka_protocol::messages::{RemoveRaftVoterRequest, RemoveRaftVoterResponse};
 
-use super::raft_voters::{check_cluster_id, client_error, no_dynamic_quorum};
+use super::raft_voters::{committed, node_for_change};
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::cluster::ClusterView;
 
 pub async fn handle(
     broker: &Broker,
     request: RemoveRaftVoterRequest,
     _version: i16,
 ) -> RemoveRaftVoterResponse {
-    let ClusterView::Cluster(node) = &broker.cluster else {
-        let (code, message) = no_dynamic_quorum();
-        return error(code, message);
+    let node = match node_for_change(broker, request.cluster_id.as_deref()) {
+        Ok(node) => node,
+        Err((code, message)) => return error(code, message),
     };
-    if let Err((code, message)) = check_cluster_id(node, request.cluster_id.as_deref()) {
-        return error(code, message);
-    }
-    match node.client().remove_voter(request.voter_id).await {
-        Ok(index) => {
-            tracing::info!(voter = request.voter_id, index, "RemoveRaftVoter: committed");
-            RemoveRaftVoterResponse::default()
-        }
-        Err(e) => {
-            let (code, message) = client_error(&e);
-            error(code, message)
-        }
+    let outcome = node.client().remove_voter(request.voter_id).await;
+    match committed(outcome, "RemoveRaftVoter", request.voter_id) {
+        Ok(()) => RemoveRaftVoterResponse::default(),
+        Err((code, message)) => error(code, message),
     }
 }
 

@@ -91,6 +91,19 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
+/// [`client_config`] for an idempotent acks=all producer (linger 5 ms, request timeout 5 s)
+/// that gives up on a record after `message_timeout_ms`.
+pub fn acks_all_producer_config(bootstrap: &str, message_timeout_ms: u32) -> ClientConfig {
+    let mut config = client_config(bootstrap);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("request.timeout.ms", "5000")
+        .set("message.timeout.ms", message_timeout_ms.to_string());
+    config
+}
+
 /// Creates `topic` through rdkafka's admin client with `configs`, then waits until every
 /// given node describes all partitions with a leader and a full ISR.
 pub fn create_topic(
